@@ -1,0 +1,395 @@
+"""The charm's config options, typed and validated once.
+
+`CharmConfig` is loaded with `CharmBase.load_config`. Every problem is found
+in one pass and reported together, naming the options, before anything is
+written: a registry already serving keeps its last good configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
+
+from tls import ServerTLS, TLSMaterialError, check_server_tls, decode_base64_pem, load_certificates
+
+logger = logging.getLogger(__name__)
+
+LOG_LEVELS = ("error", "warn", "info", "debug")
+STORAGE_CACHES = ("inmemory", "none")
+S3_LOG_LEVELS = ("off", "debug")
+S3_MIN_CHUNK = 5 * 1024 * 1024
+DEFAULT_REGISTRY_IMAGE = "registry:2"
+
+
+class InvalidConfigError(ValueError):
+    """The config options that are wrong, each with the reason."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{options}: {why}" for options, why in problems))
+
+    @property
+    def options(self) -> list[str]:
+        """The names of the options at fault, in order."""
+        return [options for options, _ in self.problems]
+
+
+@dataclass(frozen=True)
+class BasicAuth:
+    """htpasswd credentials clients log in with."""
+
+    user: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class TokenAuth:
+    """Delegated token auth: a token server issues bearer tokens."""
+
+    realm: str
+    service: str
+    issuer: str
+    root_certs_pem: str
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """A registry this one caches (pull-through), with optional credentials."""
+
+    url: str
+    username: str = ""
+    password: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class Storage:
+    """The one storage driver and its parameters, as the registry names them."""
+
+    driver: Literal["filesystem", "s3", "swift"]
+    params: dict[str, str | int | bool] = field(default_factory=dict, repr=False)
+
+    @property
+    def shared(self) -> bool:
+        """Whether all units see the same images (object storage)."""
+        return self.driver != "filesystem"
+
+
+def is_absolute_url(value: str, schemes: tuple[str, ...] = ("http", "https")) -> bool:
+    """Whether `value` is an absolute URL with one of `schemes` and a host."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return False
+    return parts.scheme in schemes and bool(parts.hostname)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CharmConfig:
+    """All config options; field names are the options with dashes as underscores."""
+
+    auth_basic_user: str = "admin"
+    auth_basic_password: str = field(default="", repr=False)
+    auth_token_realm: str = ""
+    auth_token_service: str = ""
+    auth_token_issuer: str = ""
+    auth_token_root_certs: str = field(default="", repr=False)
+    cache_remoteurl: str = ""
+    cache_username: str = ""
+    cache_password: str = field(default="", repr=False)
+    http_host: str = ""
+    registry_port: int = 5000
+    debug_port: int = 5001
+    prometheus_metrics: bool = False
+    log_level: str = "info"
+    registry_http_proxy: str = ""
+    registry_https_proxy: str = ""
+    registry_image: str = DEFAULT_REGISTRY_IMAGE
+    registry_name: str = "registry"
+    storage_cache: str = "inmemory"
+    storage_delete: bool = False
+    storage_read_only: bool = False
+    storage_redirect_disable: bool = True
+    storage_swift_authurl: str = ""
+    storage_swift_container: str = "docker-registry"
+    storage_swift_username: str = ""
+    storage_swift_password: str = field(default="", repr=False)
+    storage_swift_region: str = ""
+    storage_swift_tenant: str = ""
+    storage_swift_domain: str = ""
+    storage_s3_region: str = ""
+    storage_s3_bucket: str = ""
+    storage_s3_accesskey: str = ""
+    storage_s3_secretkey: str = field(default="", repr=False)
+    storage_s3_regionendpoint: str = ""
+    storage_s3_forcepathstyle: bool = False
+    storage_s3_encrypt: bool = False
+    storage_s3_keyid: str = ""
+    storage_s3_secure: bool = True
+    storage_s3_skip_verify: bool = False
+    storage_s3_skip_v4_auth: bool = True
+    storage_s3_chunksize: int = 10485760
+    storage_s3_multipartcopychunksize: int = 33554432
+    storage_s3_multipartcopymaxconcurrency: int = 100
+    storage_s3_multipartcopythresholdsize: int = 33554432
+    storage_s3_rootdirectory: str = ""
+    storage_s3_storageclass: str = "STANDARD"
+    storage_s3_useragent: str = ""
+    storage_s3_usedualstack: bool = False
+    storage_s3_accelerate: bool = False
+    storage_s3_objectacl: str = "private"
+    storage_s3_loglevel: str = "off"
+    tls_cert_blob: str = field(default="", repr=False)
+    tls_key_blob: str = field(default="", repr=False)
+    tls_ca_blob: str = field(default="", repr=False)
+    tls_cert_path: str = "/etc/docker/registry/registry.crt"
+    tls_key_path: str = "/etc/docker/registry/registry.key"
+    tls_ca_path: str = "/etc/docker/registry/ca.crt"
+
+    # Derived once by validation; read these, not the raw options.
+    basic_auth: BasicAuth | None = field(init=False, default=None, repr=False)
+    token_auth: TokenAuth | None = field(init=False, default=None, repr=False)
+    cache: Upstream | None = field(init=False, default=None, repr=False)
+    storage: Storage = field(init=False, default=Storage("filesystem"), repr=False)
+    tls: ServerTLS | None = field(init=False, default=None, repr=False)
+
+    def __post_init__(self):
+        problems: list[tuple[str, str]] = []
+        for check in (
+            self._check_ports,
+            self._check_http,
+            self._check_auth,
+            self._check_cache,
+            self._check_storage,
+            self._check_tls,
+        ):
+            problems.extend(check())
+        if problems:
+            raise InvalidConfigError(problems)
+        if self.registry_image != DEFAULT_REGISTRY_IMAGE:
+            logger.warning(
+                "registry-image=%s is ignored: the registry runs from the Ubuntu package",
+                self.registry_image,
+            )
+
+    def _derive(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)
+
+    def _check_ports(self) -> list[tuple[str, str]]:
+        problems = [
+            (option, f"{value} is not a TCP port (1-65535)")
+            for option, value in (
+                ("registry-port", self.registry_port),
+                ("debug-port", self.debug_port),
+            )
+            if not 0 < value < 65536
+        ]
+        if self.registry_port == self.debug_port:
+            problems.append(("registry-port, debug-port", "must differ"))
+        return problems
+
+    def _check_http(self) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        if self.http_host and not is_absolute_url(self.http_host):
+            problems.append(("http-host", "must be an absolute URL such as https://host:5000"))
+        if self.log_level not in LOG_LEVELS:
+            problems.append(("log-level", f"must be one of {', '.join(LOG_LEVELS)}"))
+        for option, value in (
+            ("registry-http-proxy", self.registry_http_proxy),
+            ("registry-https-proxy", self.registry_https_proxy),
+        ):
+            if value and not is_absolute_url(value):
+                problems.append((option, "must be an absolute http(s) URL"))
+        return problems
+
+    def _check_auth(self) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        if self.auth_basic_password:
+            if not self.auth_basic_user or ":" in self.auth_basic_user:
+                problems.append(("auth-basic-user", "must be non-empty and hold no ':'"))
+            else:
+                self._derive("basic_auth", BasicAuth(self.auth_basic_user, self.auth_basic_password))
+        token = {
+            "auth-token-realm": self.auth_token_realm,
+            "auth-token-service": self.auth_token_service,
+            "auth-token-issuer": self.auth_token_issuer,
+            "auth-token-root-certs": self.auth_token_root_certs,
+        }
+        missing = [option for option, value in token.items() if not value]
+        if len(missing) == len(token):
+            return problems
+        if missing:
+            problems.append((", ".join(missing), "token auth needs all four auth-token-* options"))
+            return problems
+        if self.auth_basic_password:
+            problems.append(
+                ("auth-basic-password, auth-token-*", "basic and token auth are exclusive")
+            )
+        if not is_absolute_url(self.auth_token_realm):
+            problems.append(("auth-token-realm", "must be an absolute http(s) URL"))
+        try:
+            root_certs = decode_base64_pem(self.auth_token_root_certs)
+            load_certificates(root_certs)
+        except TLSMaterialError as e:
+            problems.append(("auth-token-root-certs", str(e)))
+            return problems
+        if not problems:
+            self._derive(
+                "token_auth",
+                TokenAuth(
+                    self.auth_token_realm,
+                    self.auth_token_service,
+                    self.auth_token_issuer,
+                    root_certs,
+                ),
+            )
+        return problems
+
+    def _check_cache(self) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        if bool(self.cache_username) != bool(self.cache_password):
+            problems.append(("cache-username, cache-password", "set both or neither"))
+        if not self.cache_remoteurl:
+            if self.cache_username or self.cache_password:
+                problems.append(("cache-remoteurl", "needed by cache-username/cache-password"))
+            return problems
+        if not is_absolute_url(self.cache_remoteurl):
+            problems.append(("cache-remoteurl", "must be an absolute http(s) URL"))
+        if not problems:
+            self._derive(
+                "cache", Upstream(self.cache_remoteurl, self.cache_username, self.cache_password)
+            )
+        return problems
+
+    def _check_storage(self) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        if self.storage_cache not in STORAGE_CACHES:
+            problems.append(("storage-cache", f"must be one of {', '.join(STORAGE_CACHES)}"))
+        swift = {
+            "storage-swift-username": self.storage_swift_username,
+            "storage-swift-password": self.storage_swift_password,
+            "storage-swift-container": self.storage_swift_container,
+        }
+        s3 = {
+            "storage-s3-region": self.storage_s3_region,
+            "storage-s3-bucket": self.storage_s3_bucket,
+        }
+        if self.storage_swift_authurl:
+            problems += self._swift_problems(swift)
+        elif any(s3.values()) or self.storage_s3_accesskey or self.storage_s3_secretkey:
+            problems += self._s3_problems(s3)
+        elif self.storage_swift_username or self.storage_swift_password:
+            problems.append(("storage-swift-authurl", "needed by the other storage-swift-*"))
+        return problems
+
+    def _swift_problems(self, required: dict[str, str]) -> list[tuple[str, str]]:
+        missing = [option for option, value in required.items() if not value]
+        if missing:
+            return [(", ".join(missing), "needed for Swift storage")]
+        if not is_absolute_url(self.storage_swift_authurl):
+            return [("storage-swift-authurl", "must be an absolute http(s) URL")]
+        params: dict[str, str | int | bool] = {
+            "authurl": self.storage_swift_authurl,
+            "username": self.storage_swift_username,
+            "password": self.storage_swift_password,
+            "container": self.storage_swift_container,
+        }
+        for name, value in (
+            ("region", self.storage_swift_region),
+            ("tenant", self.storage_swift_tenant),
+            ("domain", self.storage_swift_domain),
+        ):
+            if value:
+                params[name] = value
+        self._derive("storage", Storage("swift", params))
+        return []
+
+    def _s3_problems(self, required: dict[str, str]) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        missing = [option for option, value in required.items() if not value]
+        if missing:
+            problems.append((", ".join(missing), "needed for S3 storage"))
+        if bool(self.storage_s3_accesskey) != bool(self.storage_s3_secretkey):
+            problems.append(("storage-s3-accesskey, storage-s3-secretkey", "set both or neither"))
+        if self.storage_s3_regionendpoint and not is_absolute_url(self.storage_s3_regionendpoint):
+            problems.append(("storage-s3-regionendpoint", "must be an absolute http(s) URL"))
+        if self.storage_s3_chunksize < S3_MIN_CHUNK:
+            problems.append(("storage-s3-chunksize", f"must be at least {S3_MIN_CHUNK}"))
+        if self.storage_s3_loglevel not in S3_LOG_LEVELS:
+            problems.append(("storage-s3-loglevel", f"must be one of {', '.join(S3_LOG_LEVELS)}"))
+        for option, value in (
+            ("storage-s3-multipartcopychunksize", self.storage_s3_multipartcopychunksize),
+            ("storage-s3-multipartcopymaxconcurrency", self.storage_s3_multipartcopymaxconcurrency),
+            ("storage-s3-multipartcopythresholdsize", self.storage_s3_multipartcopythresholdsize),
+        ):
+            if value < 1:
+                problems.append((option, "must be positive"))
+        if problems:
+            return problems
+        params: dict[str, str | int | bool] = {
+            "region": self.storage_s3_region,
+            "bucket": self.storage_s3_bucket,
+            "forcepathstyle": self.storage_s3_forcepathstyle,
+            "encrypt": self.storage_s3_encrypt,
+            "secure": self.storage_s3_secure,
+            "skipverify": self.storage_s3_skip_verify,
+            "v4auth": not self.storage_s3_skip_v4_auth,
+            "chunksize": self.storage_s3_chunksize,
+            "multipartcopychunksize": self.storage_s3_multipartcopychunksize,
+            "multipartcopymaxconcurrency": self.storage_s3_multipartcopymaxconcurrency,
+            "multipartcopythresholdsize": self.storage_s3_multipartcopythresholdsize,
+            "storageclass": self.storage_s3_storageclass,
+            "usedualstack": self.storage_s3_usedualstack,
+            "accelerate": self.storage_s3_accelerate,
+            "objectacl": self.storage_s3_objectacl,
+            "loglevel": self.storage_s3_loglevel,
+        }
+        for name, value in (
+            ("accesskey", self.storage_s3_accesskey),
+            ("secretkey", self.storage_s3_secretkey),
+            ("regionendpoint", self.storage_s3_regionendpoint),
+            ("keyid", self.storage_s3_keyid),
+            ("rootdirectory", self.storage_s3_rootdirectory),
+            ("useragent", self.storage_s3_useragent),
+        ):
+            if value:
+                params[name] = value
+        self._derive("storage", Storage("s3", params))
+        return []
+
+    def _check_tls(self) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        blobs = {
+            "tls-cert-blob": self.tls_cert_blob,
+            "tls-key-blob": self.tls_key_blob,
+            "tls-ca-blob": self.tls_ca_blob,
+        }
+        for option in ("tls-cert-path", "tls-key-path", "tls-ca-path"):
+            if not getattr(self, option.replace("-", "_")).startswith("/"):
+                problems.append((option, "must be an absolute path"))
+        if not any(blobs.values()):
+            return problems
+        if not self.tls_cert_blob or not self.tls_key_blob:
+            return [*problems, ("tls-cert-blob, tls-key-blob", "set both or neither")]
+        decoded: dict[str, str] = {}
+        for option, value in blobs.items():
+            if not value:
+                continue
+            try:
+                decoded[option] = decode_base64_pem(value)
+            except TLSMaterialError as e:
+                problems.append((option, str(e)))
+        if problems:
+            return problems
+        try:
+            tls = check_server_tls(
+                decoded["tls-cert-blob"], decoded["tls-key-blob"], decoded.get("tls-ca-blob")
+            )
+        except TLSMaterialError as e:
+            part, _, why = str(e).partition(": ")
+            option = {"certificate": "tls-cert-blob", "key": "tls-key-blob"}.get(part, "tls-ca-blob")
+            return [(option, why)]
+        self._derive("tls", tls)
+        return []

@@ -1,0 +1,40 @@
+"""The `peer` endpoint (interface `peer-discovery`): what units share.
+
+Registries behind one load balancer must sign upload state with the same
+`http.secret`. The leader keeps it in a Juju secret and publishes the
+secret's id in the peer application databag, so that the other units get a
+relation-changed event, and a grant-free read, when it appears.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import ops
+
+ENDPOINT = "peer"
+SECRET_LABEL = "http-secret"
+SECRET_ID_KEY = "http-secret-id"
+
+
+def http_secret(charm: ops.CharmBase) -> str | None:
+    """The registry's shared http secret; None until the leader has made it."""
+    relation = charm.model.get_relation(ENDPOINT)
+    if charm.unit.is_leader():
+        try:
+            secret = charm.model.get_secret(label=SECRET_LABEL)
+        except ops.SecretNotFoundError:
+            secret = charm.app.add_secret(
+                {"http-secret": secrets.token_urlsafe(32)}, label=SECRET_LABEL
+            )
+        if relation is not None:
+            secret_id = secret.id or secret.get_info().id
+            if relation.data[charm.app].get(SECRET_ID_KEY) != secret_id:
+                relation.data[charm.app][SECRET_ID_KEY] = secret_id
+        return secret.get_content()["http-secret"]
+    if relation is None or not (secret_id := relation.data[charm.app].get(SECRET_ID_KEY)):
+        return None
+    try:
+        return charm.model.get_secret(id=secret_id).get_content()["http-secret"]
+    except (ops.SecretNotFoundError, ops.ModelError, KeyError):
+        return None

@@ -1,0 +1,142 @@
+"""Decides what the registry on this unit should look like.
+
+`plan_registry` turns validated config, the shared http secret and TLS from
+a relation into a `RegistryPlan`: the rendered files and the facts the
+charm reports. It does no I/O besides reading templates, so the same inputs
+give the same plan, which is what makes applying it idempotent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import jinja2
+
+from config import BasicAuth, CharmConfig, TokenAuth
+from tls import ServerTLS
+
+CONFIG_PATH = "/etc/docker/registry/config.yml"
+HTPASSWD_PATH = "/etc/docker/registry/htpasswd"
+TOKEN_ROOT_CERTS_PATH = "/etc/docker/registry/token-root-certs.pem"
+DATA_DIR = "/srv/registry"
+DROPIN_PATH = "/etc/systemd/system/docker-registry.service.d/10-juju.conf"
+NO_PROXY = "localhost,127.0.0.1,::1"
+
+
+@dataclass(frozen=True)
+class TLSPaths:
+    """Where the server certificate, key and CA are written."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
+@dataclass(frozen=True)
+class RegistryPlan:
+    """Everything the registry on this unit reads, and how clients reach it."""
+
+    config_yaml: str = field(repr=False)
+    dropin: str
+    config_path: Path
+    htpasswd_path: Path
+    token_root_certs_path: Path
+    dropin_path: Path
+    data_dir: Path | None
+    tls_paths: TLSPaths
+    port: int
+    ports: tuple[int, ...]
+    basic_auth: BasicAuth | None = field(repr=False)
+    token_auth: TokenAuth | None = field(repr=False)
+    tls: ServerTLS | None = field(repr=False)
+
+    @property
+    def scheme(self) -> Literal["http", "https"]:
+        """How the registry itself serves: https when it has a certificate."""
+        return "https" if self.tls else "http"
+
+
+def template_environment(charm_dir: Path) -> jinja2.Environment:
+    """The jinja2 environment for the charm's `templates/` folder."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(charm_dir / "templates"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,  # noqa: S701 - renders YAML and systemd units, not HTML
+    )
+
+
+def plan_registry(
+    config: CharmConfig,
+    *,
+    templates: jinja2.Environment,
+    root: Path,
+    listen_host: str,
+    realm: str,
+    http_secret: str,
+    relation_tls: ServerTLS | None = None,
+) -> RegistryPlan:
+    """The registry this unit should run.
+
+    TLS from the config blobs wins over a certificate from the cert-provider
+    relation: an operator who set blobs chose them on purpose.
+    """
+
+    def on_host(path: str) -> Path:
+        return root / path.lstrip("/")
+
+    tls = config.tls or relation_tls
+    tls_paths = TLSPaths(
+        on_host(config.tls_cert_path), on_host(config.tls_key_path), on_host(config.tls_ca_path)
+    )
+    storage = config.storage
+    data_dir = None if storage.shared else on_host(DATA_DIR)
+    storage_params = dict(storage.params) if storage.shared else {"rootdirectory": str(data_dir)}
+    ports = (config.registry_port,)
+    if config.prometheus_metrics:
+        ports += (config.debug_port,)
+    paths = {
+        "config_path": on_host(CONFIG_PATH),
+        "htpasswd_path": on_host(HTPASSWD_PATH),
+        "token_root_certs_path": on_host(TOKEN_ROOT_CERTS_PATH),
+        "dropin_path": on_host(DROPIN_PATH),
+    }
+    config_yaml = templates.get_template("config.yml.j2").render(
+        config=config,
+        realm=realm,
+        http_secret=http_secret,
+        addr=f"{listen_host}:{config.registry_port}",
+        debug_addr=f"{listen_host}:{config.debug_port}",
+        tls=tls,
+        tls_paths=tls_paths,
+        storage_driver=storage.driver,
+        storage_params=storage_params,
+        **paths,
+    )
+    proxy_environment = {
+        name: value
+        for name, value in (
+            ("HTTP_PROXY", config.registry_http_proxy),
+            ("HTTPS_PROXY", config.registry_https_proxy),
+        )
+        if value
+    }
+    if proxy_environment:
+        proxy_environment["NO_PROXY"] = NO_PROXY
+    dropin = templates.get_template("dropin.conf.j2").render(environment=proxy_environment)
+    return RegistryPlan(
+        config_yaml=config_yaml,
+        dropin=dropin,
+        data_dir=data_dir,
+        tls_paths=tls_paths,
+        port=config.registry_port,
+        ports=ports,
+        basic_auth=config.basic_auth,
+        token_auth=config.token_auth,
+        tls=tls,
+        **paths,
+    )

@@ -1,0 +1,58 @@
+"""Builds Scenario contexts for the charm with a `LocalMachine` as its seam."""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+from pathlib import Path
+
+import yaml
+from ops import testing
+
+from charm import DockerRegistryCharm
+from local_machine import LocalMachine
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def _load(name: str) -> dict:
+    return yaml.safe_load((PROJECT / name).read_text())
+
+
+META = _load("metadata.yaml")
+CONFIG = _load("config.yaml")
+ACTIONS = _load("actions.yaml")
+
+
+def _charm_root() -> Path:
+    """A charm directory holding only the templates.
+
+    Scenario writes the metadata it is given into the charm root while a test
+    runs; pointing it at a scratch directory keeps it off the project's files.
+    """
+    root = Path(tempfile.mkdtemp(prefix="charm-root-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    (root / "templates").symlink_to(PROJECT / "templates")
+    return root
+
+
+CHARM_ROOT = _charm_root()
+
+
+def charm_context(machine: LocalMachine) -> testing.Context[DockerRegistryCharm]:
+    """A Scenario context whose charm runs on `machine`."""
+
+    class LocalCharm(DockerRegistryCharm):
+        def make_machine(self) -> LocalMachine:
+            return machine
+
+    return testing.Context(
+        LocalCharm,
+        meta=META,
+        config=CONFIG,
+        actions=ACTIONS,
+        charm_root=CHARM_ROOT,
+        app_name="docker-registry",
+        unit_id=0,
+    )

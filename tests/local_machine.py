@@ -1,0 +1,128 @@
+"""A local stand-in for the unit's apt and systemd: the tests' one seam object.
+
+`LocalMachine` implements the charm's `Machine` protocol by running each
+service as a child process of the test, under a temporary root, bound to
+loopback. Everything else the charm does (files, the registry process,
+network calls) is real.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import shutil
+import signal
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+SERVICE_COMMANDS = {
+    "docker-registry": ["docker-registry", "serve", "{root}/etc/docker/registry/config.yml"],
+}
+
+
+class LocalMachine:
+    """Runs services as child processes instead of systemd units.
+
+    With `spawn=False` it only records what the charm asked for, for tests of
+    configurations that must not start a process (S3 or Swift storage would
+    reach out of loopback).
+    """
+
+    listen_host = "127.0.0.1"
+
+    def __init__(self, root: Path, *, spawn: bool = True):
+        self.root = root
+        self.spawn = spawn
+        self.installed: list[str] = []
+        self.launches: collections.Counter[str] = collections.Counter()
+        self.daemon_reloads = 0
+        self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._recorded_running: set[str] = set()
+
+    def install_packages(self, packages: Sequence[str]) -> None:
+        """Check that the packages' programs are here (CI installs them with apt)."""
+        for package in packages:
+            if shutil.which(package) is None:
+                raise RuntimeError(f"{package} is not installed on this machine")
+        self.installed.extend(packages)
+
+    def daemon_reload(self) -> None:
+        """Count reloads; drop-ins are read afresh at each launch."""
+        self.daemon_reloads += 1
+
+    def start(self, service: str) -> None:
+        """Launch the service unless it runs already."""
+        if not self.running(service):
+            self._launch(service)
+
+    def stop(self, service: str) -> None:
+        """Terminate the service's process and wait for it."""
+        self._recorded_running.discard(service)
+        process = self._processes.pop(service, None)
+        if process is None or process.poll() is not None:
+            return
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+    def restart(self, service: str) -> None:
+        """Stop, then launch again."""
+        self.stop(service)
+        self._launch(service)
+
+    def running(self, service: str) -> bool:
+        """Whether the service's process is alive."""
+        if not self.spawn:
+            return service in self._recorded_running
+        process = self._processes.get(service)
+        return process is not None and process.poll() is None
+
+    def kill(self, service: str) -> None:
+        """Make the service die as if it crashed (for tests of recovery)."""
+        process = self._processes[service]
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+    def close(self) -> None:
+        """Stop every service this machine started."""
+        for service in list(self._processes):
+            self.stop(service)
+
+    def environment(self, service: str) -> dict[str, str]:
+        """The Environment= settings of the service's drop-ins, as systemd would apply them."""
+        env: dict[str, str] = {}
+        dropins = self.root / f"etc/systemd/system/{service}.service.d"
+        for dropin in sorted(dropins.glob("*.conf")):
+            for match in re.finditer(r'^Environment="([^=]+)=(.*)"$', dropin.read_text(), re.M):
+                env[match[1]] = match[2].replace('\\"', '"').replace("%%", "%")
+        return env
+
+    def log(self, service: str) -> str:
+        """What the service printed so far."""
+        path = self._log_path(service)
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def _log_path(self, service: str) -> Path:
+        return self.root / f"var/log/{service}.log"
+
+    def _launch(self, service: str) -> None:
+        self.launches[service] += 1
+        if not self.spawn:
+            self._recorded_running.add(service)
+            return
+        argv = [part.format(root=self.root) for part in SERVICE_COMMANDS[service]]
+        log_path = self._log_path(service)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log:
+            self._processes[service] = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.environment(service)},
+                start_new_session=True,
+            )
