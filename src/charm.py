@@ -127,7 +127,9 @@ class DockerRegistryCharm(ops.CharmBase):
             )
         else:
             address = self.model.get_binding("docker-registry").network.ingress_address  # type: ignore[union-attr]
-            event.add_status(ops.ActiveStatus(f"Ready at {address}:{desired.port} ({desired.scheme})."))
+            event.add_status(
+                ops.ActiveStatus(f"Ready at {address}:{desired.port} ({desired.scheme}).")
+            )
 
 
 if __name__ == "__main__":  # pragma: nocover

@@ -210,7 +210,9 @@ class CharmConfig:
             if not self.auth_basic_user or ":" in self.auth_basic_user:
                 problems.append(("auth-basic-user", "must be non-empty and hold no ':'"))
             else:
-                self._derive("basic_auth", BasicAuth(self.auth_basic_user, self.auth_basic_password))
+                self._derive(
+                    "basic_auth", BasicAuth(self.auth_basic_user, self.auth_basic_password)
+                )
         token = {
             "auth-token-realm": self.auth_token_realm,
             "auth-token-service": self.auth_token_service,
@@ -321,7 +323,10 @@ class CharmConfig:
             problems.append(("storage-s3-loglevel", f"must be one of {', '.join(S3_LOG_LEVELS)}"))
         for option, value in (
             ("storage-s3-multipartcopychunksize", self.storage_s3_multipartcopychunksize),
-            ("storage-s3-multipartcopymaxconcurrency", self.storage_s3_multipartcopymaxconcurrency),
+            (
+                "storage-s3-multipartcopymaxconcurrency",
+                self.storage_s3_multipartcopymaxconcurrency,
+            ),
             ("storage-s3-multipartcopythresholdsize", self.storage_s3_multipartcopythresholdsize),
         ):
             if value < 1:
@@ -389,7 +394,9 @@ class CharmConfig:
             )
         except TLSMaterialError as e:
             part, _, why = str(e).partition(": ")
-            option = {"certificate": "tls-cert-blob", "key": "tls-key-blob"}.get(part, "tls-ca-blob")
+            option = {"certificate": "tls-cert-blob", "key": "tls-key-blob"}.get(
+                part, "tls-ca-blob"
+            )
             return [(option, why)]
         self._derive("tls", tls)
         return []

@@ -19,7 +19,7 @@ from tls import ServerTLS
 
 CONFIG_PATH = "/etc/docker/registry/config.yml"
 HTPASSWD_PATH = "/etc/docker/registry/htpasswd"
-TOKEN_ROOT_CERTS_PATH = "/etc/docker/registry/token-root-certs.pem"
+TOKEN_ROOT_CERTS_PATH = "/etc/docker/registry/token-root-certs.pem"  # noqa: S105 - a name, not a secret
 DATA_DIR = "/srv/registry"
 DROPIN_PATH = "/etc/systemd/system/docker-registry.service.d/10-juju.conf"
 NO_PROXY = "localhost,127.0.0.1,::1"

@@ -100,12 +100,8 @@ class Registry:
                 FileSpec(plan.token_auth.root_certs_pem) if plan.token_auth else None
             ),
             plan.tls_paths.cert: FileSpec(tls.cert_pem) if tls else None,
-            plan.tls_paths.key: (
-                FileSpec(tls.key_pem, 0o600, secret=True) if tls else None
-            ),
-            plan.tls_paths.ca: (
-                FileSpec(tls.ca_pem) if tls and tls.ca_pem else None
-            ),
+            plan.tls_paths.key: (FileSpec(tls.key_pem, 0o600, secret=True) if tls else None),
+            plan.tls_paths.ca: (FileSpec(tls.ca_pem) if tls and tls.ca_pem else None),
         }
 
     def _write(self, path: Path, spec: FileSpec | None) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import shutil
 import tempfile
 from pathlib import Path
@@ -12,6 +13,7 @@ from ops import testing
 
 from charm import DockerRegistryCharm
 from local_machine import LocalMachine
+from support.wait import free_port
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -56,3 +58,37 @@ def charm_context(machine: LocalMachine) -> testing.Context[DockerRegistryCharm]
         app_name="docker-registry",
         unit_id=0,
     )
+
+
+def loopback_network(endpoint: str) -> testing.Network:
+    """The unit's address on `endpoint`, on loopback so that tests can reach it."""
+    return testing.Network(
+        endpoint,
+        bind_addresses=[testing.BindAddress([testing.Address("127.0.0.1")])],
+        ingress_addresses=["127.0.0.1"],
+        egress_subnets=["127.0.0.0/8"],
+    )
+
+
+def unit_state(
+    port: int, *, leader: bool = True, config: dict | None = None, **kw
+) -> testing.State:
+    """A unit with loopback networking, the peer relation and `config` on `port`."""
+    networks = {
+        loopback_network(endpoint)
+        for endpoint in ("docker-registry", "website", "cert-provider", "peer")
+    }
+    relations = kw.pop("relations", [testing.PeerRelation("peer")])
+    return testing.State(
+        leader=leader,
+        config={"registry-port": port, "debug-port": free_port(), **(config or {})},
+        networks=networks,
+        relations=relations,
+        **kw,
+    )
+
+
+def with_config(state: testing.State, **options: object) -> testing.State:
+    """`state` with some options changed (names with underscores), the rest kept."""
+    changed = {name.replace("_", "-"): value for name, value in options.items()}
+    return dataclasses.replace(state, config={**state.config, **changed})

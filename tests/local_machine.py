@@ -23,23 +23,16 @@ SERVICE_COMMANDS = {
 
 
 class LocalMachine:
-    """Runs services as child processes instead of systemd units.
-
-    With `spawn=False` it only records what the charm asked for, for tests of
-    configurations that must not start a process (S3 or Swift storage would
-    reach out of loopback).
-    """
+    """Runs services as child processes instead of systemd units."""
 
     listen_host = "127.0.0.1"
 
-    def __init__(self, root: Path, *, spawn: bool = True):
+    def __init__(self, root: Path):
         self.root = root
-        self.spawn = spawn
         self.installed: list[str] = []
         self.launches: collections.Counter[str] = collections.Counter()
         self.daemon_reloads = 0
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
-        self._recorded_running: set[str] = set()
 
     def install_packages(self, packages: Sequence[str]) -> None:
         """Check that the packages' programs are here (CI installs them with apt)."""
@@ -59,7 +52,6 @@ class LocalMachine:
 
     def stop(self, service: str) -> None:
         """Terminate the service's process and wait for it."""
-        self._recorded_running.discard(service)
         process = self._processes.pop(service, None)
         if process is None or process.poll() is not None:
             return
@@ -77,8 +69,6 @@ class LocalMachine:
 
     def running(self, service: str) -> bool:
         """Whether the service's process is alive."""
-        if not self.spawn:
-            return service in self._recorded_running
         process = self._processes.get(service)
         return process is not None and process.poll() is None
 
@@ -112,9 +102,6 @@ class LocalMachine:
 
     def _launch(self, service: str) -> None:
         self.launches[service] += 1
-        if not self.spawn:
-            self._recorded_running.add(service)
-            return
         argv = [part.format(root=self.root) for part in SERVICE_COMMANDS[service]]
         log_path = self._log_path(service)
         log_path.parent.mkdir(parents=True, exist_ok=True)

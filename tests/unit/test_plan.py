@@ -1,0 +1,261 @@
+"""The rendered registry configuration for each config path (no processes)."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+import yaml
+
+from charm_context import PROJECT
+from config import CharmConfig
+from plan import RegistryPlan, plan_registry, template_environment
+from support import pki
+
+TEMPLATES = template_environment(PROJECT)
+ROOT = Path("/unit-root")
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def plan(**options: object) -> RegistryPlan:
+    return plan_registry(
+        CharmConfig(**options),  # type: ignore[arg-type]
+        templates=TEMPLATES,
+        root=ROOT,
+        listen_host="",
+        realm="docker-registry",
+        http_secret="s3cr3t",
+    )
+
+
+def rendered(**options: object) -> dict:
+    return yaml.safe_load(plan(**options).config_yaml)
+
+
+def test_defaults_match_the_established_charm():
+    config = rendered()
+    assert config["version"] == 0.1
+    assert config["http"] == {
+        "addr": ":5000",
+        "secret": "s3cr3t",
+        "relativeurls": True,
+        "headers": {"X-Content-Type-Options": ["nosniff"]},
+    }
+    assert config["log"] == {
+        "level": "info",
+        "formatter": "json",
+        "fields": {"service": "registry"},
+    }
+    assert config["storage"] == {
+        "filesystem": {"rootdirectory": "/unit-root/srv/registry"},
+        "delete": {"enabled": False},
+        "maintenance": {"readonly": {"enabled": False}},
+        "cache": {"blobdescriptor": "inmemory"},
+        "redirect": {"disable": True},
+    }
+    assert config["health"]["storagedriver"] == {
+        "enabled": True,
+        "interval": "10s",
+        "threshold": 3,
+    }
+    assert "auth" not in config
+    assert "proxy" not in config
+    assert plan().ports == (5000,)
+    assert plan().scheme == "http"
+
+
+def test_basic_auth_uses_the_application_as_realm():
+    config = rendered(auth_basic_user="alice", auth_basic_password="pw")
+    assert config["auth"] == {
+        "htpasswd": {"realm": "docker-registry", "path": "/unit-root/etc/docker/registry/htpasswd"}
+    }
+    assert "pw" not in plan(auth_basic_password="pw").config_yaml
+
+
+def test_token_auth():
+    ca = pki.make_ca("token-signer")
+    config = rendered(
+        auth_token_realm="https://auth.example.com/token",
+        auth_token_service="registry",
+        auth_token_issuer="auth.example.com",
+        auth_token_root_certs=b64(ca.cert_pem),
+    )
+    assert config["auth"]["token"] == {
+        "realm": "https://auth.example.com/token",
+        "service": "registry",
+        "issuer": "auth.example.com",
+        "rootcertbundle": "/unit-root/etc/docker/registry/token-root-certs.pem",
+    }
+
+
+def test_http_options_and_metrics():
+    p = plan(
+        http_host="https://registry.example.com:5000",
+        registry_port=6000,
+        debug_port=6001,
+        prometheus_metrics=True,
+        log_level="debug",
+        registry_name="edge-registry",
+        storage_delete=True,
+        storage_read_only=True,
+        storage_cache="none",
+        storage_redirect_disable=False,
+    )
+    config = yaml.safe_load(p.config_yaml)
+    assert config["http"]["addr"] == ":6000"
+    assert config["http"]["host"] == "https://registry.example.com:5000"
+    assert config["http"]["debug"] == {
+        "addr": ":6001",
+        "prometheus": {"enabled": True, "path": "/metrics"},
+    }
+    assert config["log"]["level"] == "debug"
+    assert config["log"]["fields"]["service"] == "edge-registry"
+    assert config["storage"]["delete"] == {"enabled": True}
+    assert config["storage"]["maintenance"]["readonly"] == {"enabled": True}
+    assert config["storage"]["redirect"] == {"disable": False}
+    assert "cache" not in config["storage"]
+    assert p.ports == (6000, 6001)
+
+
+def test_pull_through_cache():
+    config = rendered(
+        cache_remoteurl="https://registry-1.docker.io",
+        cache_username="bob",
+        cache_password="hunter2",
+    )
+    assert config["proxy"] == {
+        "remoteurl": "https://registry-1.docker.io",
+        "username": "bob",
+        "password": "hunter2",
+    }
+    assert rendered(cache_remoteurl="http://upstream:5000")["proxy"] == {
+        "remoteurl": "http://upstream:5000"
+    }
+
+
+def test_s3_storage_applies_every_option():
+    config = rendered(
+        storage_s3_region="us-east-1",
+        storage_s3_bucket="images",
+        storage_s3_accesskey="AKIA",
+        storage_s3_secretkey="secret",
+        storage_s3_regionendpoint="https://rgw.example.com",
+        storage_s3_forcepathstyle=True,
+        storage_s3_encrypt=True,
+        storage_s3_keyid="kms-key",
+        storage_s3_secure=False,
+        storage_s3_skip_verify=True,
+        storage_s3_skip_v4_auth=False,
+        storage_s3_chunksize=5242880,
+        storage_s3_multipartcopychunksize=1,
+        storage_s3_multipartcopymaxconcurrency=2,
+        storage_s3_multipartcopythresholdsize=3,
+        storage_s3_rootdirectory="/registry",
+        storage_s3_storageclass="REDUCED_REDUNDANCY",
+        storage_s3_useragent="charm",
+        storage_s3_usedualstack=True,
+        storage_s3_accelerate=True,
+        storage_s3_objectacl="bucket-owner-full-control",
+        storage_s3_loglevel="debug",
+    )
+    assert "filesystem" not in config["storage"]
+    assert config["storage"]["s3"] == {
+        "region": "us-east-1",
+        "bucket": "images",
+        "accesskey": "AKIA",
+        "secretkey": "secret",
+        "regionendpoint": "https://rgw.example.com",
+        "forcepathstyle": True,
+        "encrypt": True,
+        "keyid": "kms-key",
+        "secure": False,
+        "skipverify": True,
+        "v4auth": True,
+        "chunksize": 5242880,
+        "multipartcopychunksize": 1,
+        "multipartcopymaxconcurrency": 2,
+        "multipartcopythresholdsize": 3,
+        "rootdirectory": "/registry",
+        "storageclass": "REDUCED_REDUNDANCY",
+        "useragent": "charm",
+        "usedualstack": True,
+        "accelerate": True,
+        "objectacl": "bucket-owner-full-control",
+        "loglevel": "debug",
+    }
+    assert plan(storage_s3_region="r", storage_s3_bucket="b").data_dir is None
+
+
+def test_swift_storage_wins_over_s3():
+    config = rendered(
+        storage_swift_authurl="https://keystone.example.com/v3",
+        storage_swift_username="swift",
+        storage_swift_password="pw",
+        storage_swift_region="RegionOne",
+        storage_swift_tenant="admin",
+        storage_swift_domain="Default",
+        storage_s3_region="us-east-1",
+        storage_s3_bucket="images",
+    )
+    assert config["storage"]["swift"] == {
+        "authurl": "https://keystone.example.com/v3",
+        "username": "swift",
+        "password": "pw",
+        "container": "docker-registry",
+        "region": "RegionOne",
+        "tenant": "admin",
+        "domain": "Default",
+    }
+    assert "s3" not in config["storage"]
+
+
+def test_tls_from_config_blobs():
+    ca = pki.make_ca()
+    cert, key = pki.issue(ca, "registry", ["10.0.0.1"])
+    p = plan(
+        tls_cert_blob=b64(cert),
+        tls_key_blob=b64(key),
+        tls_ca_blob=b64(ca.cert_pem),
+        tls_cert_path="/etc/ssl/registry.pem",
+    )
+    config = yaml.safe_load(p.config_yaml)
+    assert config["http"]["tls"] == {
+        "certificate": "/unit-root/etc/ssl/registry.pem",
+        "key": "/unit-root/etc/docker/registry/registry.key",
+    }
+    assert p.scheme == "https"
+    assert p.tls is not None
+    assert p.tls.ca_pem == ca.cert_pem.decode()
+
+
+@pytest.mark.parametrize(
+    ("options", "environment"),
+    [
+        ({}, []),
+        (
+            {"registry_http_proxy": "http://proxy:3128"},
+            ['Environment="HTTP_PROXY=http://proxy:3128"', 'Environment="NO_PROXY=localhost,'],
+        ),
+        (
+            {"registry_https_proxy": "http://user:p%40ss@proxy:3128"},
+            ['Environment="HTTPS_PROXY=http://user:p%%40ss@proxy:3128"'],
+        ),
+    ],
+)
+def test_dropin_restarts_on_failure_and_carries_proxies(options, environment):
+    dropin = plan(**options).dropin
+    assert "[Service]\nRestart=on-failure\n" in dropin
+    for line in environment:
+        assert line in dropin
+    if not environment:
+        assert "Environment" not in dropin
+
+
+def test_values_are_quoted_safely():
+    config = rendered(registry_name='x: "y"\nz', http_host="http://h:1/#{{x}}")
+    assert config["log"]["fields"]["service"] == 'x: "y"\nz'
+    assert config["http"]["host"] == "http://h:1/#{{x}}"
