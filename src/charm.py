@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import socket
 
 import ops
 
@@ -74,7 +75,14 @@ class DockerRegistryCharm(ops.CharmBase):
             listen_host=self.registry.machine.listen_host,
             realm=self.app.name,
             http_secret=http_secret,
+            unit_address=self._unit_address(),
         )
+
+    def _unit_address(self) -> str:
+        """The address clients of the docker-registry endpoint reach this unit at."""
+        binding = self.model.get_binding("docker-registry")
+        address = binding.network.ingress_address if binding else None
+        return str(address) if address else socket.getfqdn()
 
     def _on_install(self, event: ops.EventBase) -> None:
         self.unit.status = ops.MaintenanceStatus("Installing docker-registry and skopeo")

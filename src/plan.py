@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import jinja2
 
@@ -48,6 +49,10 @@ class RegistryPlan:
     tls_paths: TLSPaths
     port: int
     ports: tuple[int, ...]
+    netloc: str
+    """host:port clients put in image names."""
+    url: str
+    """The registry's base URL as clients reach it."""
     basic_auth: BasicAuth | None = field(repr=False)
     token_auth: TokenAuth | None = field(repr=False)
     tls: ServerTLS | None = field(repr=False)
@@ -78,6 +83,7 @@ def plan_registry(
     listen_host: str,
     realm: str,
     http_secret: str,
+    unit_address: str,
     relation_tls: ServerTLS | None = None,
 ) -> RegistryPlan:
     """The registry this unit should run.
@@ -90,6 +96,14 @@ def plan_registry(
         return root / path.lstrip("/")
 
     tls = config.tls or relation_tls
+    scheme = "https" if tls else "http"
+    if config.http_host:
+        netloc = urlsplit(config.http_host).netloc
+        url = config.http_host.rstrip("/")
+    else:
+        host = f"[{unit_address}]" if ":" in unit_address else unit_address
+        netloc = f"{host}:{config.registry_port}"
+        url = f"{scheme}://{netloc}"
     tls_paths = TLSPaths(
         on_host(config.tls_cert_path), on_host(config.tls_key_path), on_host(config.tls_ca_path)
     )
@@ -135,6 +149,8 @@ def plan_registry(
         tls_paths=tls_paths,
         port=config.registry_port,
         ports=ports,
+        netloc=netloc,
+        url=url,
         basic_auth=config.basic_auth,
         token_auth=config.token_auth,
         tls=tls,

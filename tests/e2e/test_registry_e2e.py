@@ -7,6 +7,7 @@ run as local processes on 127.0.0.1 (tests/local_machine.py).
 from __future__ import annotations
 
 import base64
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -147,3 +148,13 @@ def test_bad_tls_keeps_the_serving_registry_and_a_noop_restarts_nothing(
     assert state.unit_status == testing.ActiveStatus(f"Ready at {netloc} (https).")
     state = ctx.run(ctx.on.config_changed(), state)
     assert machine.launches[SERVICE] == 1, "nothing the registry reads changed"
+
+
+def test_prometheus_metrics_on_the_debug_port(ctx, port, image):
+    state = ctx.run(ctx.on.config_changed(), unit_state(port, config={"prometheus-metrics": True}))
+    debug_port = int(state.config["debug-port"])
+    assert testing.TCPPort(debug_port) in state.opened_ports
+    push(image, f"127.0.0.1:{port}", "metrics/app:v1", dest_tls_verify=False)
+    with urllib.request.urlopen(f"http://127.0.0.1:{debug_port}/metrics", timeout=10) as r:
+        metrics = r.read().decode()
+    assert "registry_http_requests_total" in metrics

@@ -29,6 +29,7 @@ def plan(**options: object) -> RegistryPlan:
         listen_host="",
         realm="docker-registry",
         http_secret="s3cr3t",
+        unit_address="10.0.0.1",
     )
 
 
@@ -66,6 +67,7 @@ def test_defaults_match_the_established_charm():
     assert "proxy" not in config
     assert plan().ports == (5000,)
     assert plan().scheme == "http"
+    assert (plan().netloc, plan().url) == ("10.0.0.1:5000", "http://10.0.0.1:5000")
 
 
 def test_basic_auth_uses_the_application_as_realm():
@@ -119,6 +121,7 @@ def test_http_options_and_metrics():
     assert config["storage"]["redirect"] == {"disable": False}
     assert "cache" not in config["storage"]
     assert p.ports == (6000, 6001)
+    assert (p.netloc, p.url) == ("registry.example.com:5000", "https://registry.example.com:5000")
 
 
 def test_pull_through_cache():
@@ -228,6 +231,7 @@ def test_tls_from_config_blobs():
         "key": "/unit-root/etc/docker/registry/registry.key",
     }
     assert p.scheme == "https"
+    assert p.url == "https://10.0.0.1:5000"
     assert p.tls is not None
     assert p.tls.ca_pem == ca.cert_pem.decode()
 
