@@ -11,14 +11,19 @@ from __future__ import annotations
 import functools
 import logging
 import socket
+from urllib.parse import urlsplit
 
 import ops
 
+import docker_registry
 import peer
-from config import CharmConfig, InvalidConfigError
+import website
+from cert_provider import CertificateRequest, CertProvider
+from config import CharmConfig, InvalidConfigError, is_absolute_url
 from machine import Machine, UbuntuMachine
 from plan import RegistryPlan, plan_registry, template_environment
 from registry import Registry
+from tls import ServerTLS
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +40,9 @@ class DockerRegistryCharm(ops.CharmBase):
         self._stored.set_default(stopped_by_operator=False)
         self.registry = Registry(self.make_machine())
         self.templates = template_environment(self.charm_dir)
+        # Built before our observers, so that the TLS library handles its
+        # events (and writes its CSR) before we reconcile.
+        self.cert_provider = CertProvider(self, self._certificate_request)
         on = self.on
         framework.observe(on.install, self._on_install)
         framework.observe(on.upgrade_charm, self._on_install)
@@ -44,8 +52,19 @@ class DockerRegistryCharm(ops.CharmBase):
             on.leader_elected,
             on.update_status,
             on.secret_changed,
+            on[peer.ENDPOINT].relation_joined,
             on[peer.ENDPOINT].relation_changed,
             on[peer.ENDPOINT].relation_departed,
+            on[docker_registry.ENDPOINT].relation_joined,
+            on[docker_registry.ENDPOINT].relation_changed,
+            on[website.ENDPOINT].relation_joined,
+            on[website.ENDPOINT].relation_changed,
+            on[website.ENDPOINT].relation_departed,
+            on[website.ENDPOINT].relation_broken,
+            on["cert-provider"].relation_joined,
+            on["cert-provider"].relation_changed,
+            on["cert-provider"].relation_broken,
+            self.cert_provider.current.on.certificate_available,
         ):
             framework.observe(event, self._reconcile)
         framework.observe(on.stop, self._on_stop)
@@ -60,7 +79,11 @@ class DockerRegistryCharm(ops.CharmBase):
 
     @functools.cached_property
     def desired(self) -> RegistryPlan | ops.StatusBase:
-        """What the registry should be, or the status saying why that is not known."""
+        """What the registry should be, or the status saying why that is not known.
+
+        When it is not known, nothing is applied: the registry keeps serving
+        what it had.
+        """
         try:
             config = self.load_config(CharmConfig)
         except InvalidConfigError as e:
@@ -68,6 +91,9 @@ class DockerRegistryCharm(ops.CharmBase):
         http_secret = peer.http_secret(self)
         if http_secret is None:
             return ops.WaitingStatus("Waiting for the leader to share the registry's http secret")
+        relation_tls = self.relation_tls
+        if isinstance(relation_tls, ops.BlockedStatus) and config.tls is None:
+            return relation_tls
         return plan_registry(
             config,
             templates=self.templates,
@@ -75,14 +101,40 @@ class DockerRegistryCharm(ops.CharmBase):
             listen_host=self.registry.machine.listen_host,
             realm=self.app.name,
             http_secret=http_secret,
-            unit_address=self._unit_address(),
+            primary_address=self.units[0].address,
+            proxy_address=website.proxy_address(self),
+            relation_tls=relation_tls if isinstance(relation_tls, ServerTLS) else None,
         )
+
+    @functools.cached_property
+    def relation_tls(self) -> ServerTLS | ops.StatusBase | None:
+        """The certificate from cert-provider, or why there is none to use."""
+        return self.cert_provider.server_tls()
+
+    @functools.cached_property
+    def units(self) -> list[peer.UnitAddress]:
+        """This application's units with their addresses, oldest first."""
+        return peer.unit_addresses(self, self._unit_address())
 
     def _unit_address(self) -> str:
         """The address clients of the docker-registry endpoint reach this unit at."""
-        binding = self.model.get_binding("docker-registry")
+        binding = self.model.get_binding(docker_registry.ENDPOINT)
         address = binding.network.ingress_address if binding else None
         return str(address) if address else socket.getfqdn()
+
+    def _certificate_request(self) -> CertificateRequest:
+        """Our server certificate names every address and name clients may use."""
+        own = self._unit_address()
+        names = {own, socket.gethostname(), socket.getfqdn()}
+        for endpoint in (docker_registry.ENDPOINT, website.ENDPOINT):
+            binding = self.model.get_binding(endpoint)
+            if binding is not None:
+                names.update(str(a) for a in binding.network.ingress_addresses)
+        http_host = str(self.config.get("http-host") or "")
+        if is_absolute_url(http_host):
+            names.add(urlsplit(http_host).hostname or "")
+        names.add(website.proxy_address(self) or "")
+        return CertificateRequest(common_name=own, sans=tuple(sorted(n for n in names if n)))
 
     def _on_install(self, event: ops.EventBase) -> None:
         self.unit.status = ops.MaintenanceStatus("Installing docker-registry and skopeo")
@@ -97,6 +149,16 @@ class DockerRegistryCharm(ops.CharmBase):
         if not isinstance(desired, RegistryPlan):
             return
         self.unit.set_ports(*desired.ports)
+        docker_registry.publish(self, desired)
+        website.publish(
+            self,
+            own=next(unit for unit in self.units if unit.name == self.unit.name),
+            port=desired.port,
+            units=self.units,
+            tls=desired.tls is not None,
+            shared_storage=desired.data_dir is None,
+        )
+        self.cert_provider.publish_legacy_request()
         if self._stored.stopped_by_operator:
             return
         if self.registry.apply(desired):
@@ -134,10 +196,13 @@ class DockerRegistryCharm(ops.CharmBase):
                 ops.BlockedStatus("Registry is not answering; see journalctl -u docker-registry")
             )
         else:
-            address = self.model.get_binding("docker-registry").network.ingress_address  # type: ignore[union-attr]
-            event.add_status(
-                ops.ActiveStatus(f"Ready at {address}:{desired.port} ({desired.scheme}).")
-            )
+            how = f"{desired.scheme}, proxied" if desired.proxied else desired.scheme
+            event.add_status(ops.ActiveStatus(f"Ready at {desired.netloc} ({how})."))
+        relation_tls = self.relation_tls
+        if isinstance(relation_tls, ops.WaitingStatus) and (
+            isinstance(desired, RegistryPlan) and desired.tls is None
+        ):
+            event.add_status(relation_tls)
 
 
 if __name__ == "__main__":  # pragma: nocover

@@ -1,5 +1,6 @@
 """The `peer` endpoint (interface `peer-discovery`): what units share.
 
+Units learn each other's addresses from the relation (Juju publishes them).
 Registries behind one load balancer must sign upload state with the same
 `http.secret`. The leader keeps it in a Juju secret and publishes the
 secret's id in the peer application databag, so that the other units get a
@@ -9,6 +10,7 @@ relation-changed event, and a grant-free read, when it appears.
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 
 import ops
 
@@ -38,3 +40,29 @@ def http_secret(charm: ops.CharmBase) -> str | None:
         return charm.model.get_secret(id=secret_id).get_content()["http-secret"]
     except (ops.SecretNotFoundError, ops.ModelError, KeyError):
         return None
+
+
+@dataclass(frozen=True)
+class UnitAddress:
+    """A unit of this application and the address its registry listens on."""
+
+    name: str
+    address: str
+
+    @property
+    def number(self) -> int:
+        """The unit's number: the lower, the older."""
+        return int(self.name.rpartition("/")[2])
+
+
+def unit_addresses(charm: ops.CharmBase, own_address: str) -> list[UnitAddress]:
+    """This unit and the peers Juju has told us about, oldest first."""
+    units = [UnitAddress(charm.unit.name, own_address)]
+    relation = charm.model.get_relation(ENDPOINT)
+    if relation is not None:
+        for unit in relation.units:
+            data = relation.data[unit]
+            address = data.get("ingress-address") or data.get("private-address")
+            if address:
+                units.append(UnitAddress(unit.name, address))
+    return sorted(units, key=lambda unit: unit.number)

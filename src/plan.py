@@ -53,6 +53,8 @@ class RegistryPlan:
     """host:port clients put in image names."""
     url: str
     """The registry's base URL as clients reach it."""
+    proxied: bool
+    """Whether clients reach it through a proxy (the website relation)."""
     basic_auth: BasicAuth | None = field(repr=False)
     token_auth: TokenAuth | None = field(repr=False)
     tls: ServerTLS | None = field(repr=False)
@@ -61,6 +63,11 @@ class RegistryPlan:
     def scheme(self) -> Literal["http", "https"]:
         """How the registry itself serves: https when it has a certificate."""
         return "https" if self.tls else "http"
+
+    @property
+    def ca_pem(self) -> str | None:
+        """The CA clients should trust, when the registry serves TLS."""
+        return self.tls.ca_pem if self.tls else None
 
 
 def template_environment(charm_dir: Path) -> jinja2.Environment:
@@ -83,13 +90,16 @@ def plan_registry(
     listen_host: str,
     realm: str,
     http_secret: str,
-    unit_address: str,
+    primary_address: str,
+    proxy_address: str | None = None,
     relation_tls: ServerTLS | None = None,
 ) -> RegistryPlan:
     """The registry this unit should run.
 
-    TLS from the config blobs wins over a certificate from the cert-provider
-    relation: an operator who set blobs chose them on purpose.
+    Clients reach it at `http-host` when set, else through the proxy, else at
+    the oldest unit (`primary_address`), so that every unit tells clients the
+    same thing. TLS from the config blobs wins over a certificate from the
+    cert-provider relation: an operator who set blobs chose them on purpose.
     """
 
     def on_host(path: str) -> Path:
@@ -101,7 +111,8 @@ def plan_registry(
         netloc = urlsplit(config.http_host).netloc
         url = config.http_host.rstrip("/")
     else:
-        host = f"[{unit_address}]" if ":" in unit_address else unit_address
+        host = proxy_address or primary_address
+        host = f"[{host}]" if ":" in host else host
         netloc = f"{host}:{config.registry_port}"
         url = f"{scheme}://{netloc}"
     tls_paths = TLSPaths(
@@ -151,6 +162,7 @@ def plan_registry(
         ports=ports,
         netloc=netloc,
         url=url,
+        proxied=proxy_address is not None,
         basic_auth=config.basic_auth,
         token_auth=config.token_auth,
         tls=tls,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import base64
 import dataclasses
 import shutil
 import tempfile
@@ -13,6 +14,7 @@ from ops import testing
 
 from charm import DockerRegistryCharm
 from local_machine import LocalMachine
+from support import pki
 from support.wait import free_port
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -42,7 +44,7 @@ def _charm_root() -> Path:
 CHARM_ROOT = _charm_root()
 
 
-def charm_context(machine: LocalMachine) -> testing.Context[DockerRegistryCharm]:
+def charm_context(machine: LocalMachine, unit_id: int = 0) -> testing.Context[DockerRegistryCharm]:
     """A Scenario context whose charm runs on `machine`."""
 
     class LocalCharm(DockerRegistryCharm):
@@ -56,7 +58,7 @@ def charm_context(machine: LocalMachine) -> testing.Context[DockerRegistryCharm]
         actions=ACTIONS,
         charm_root=CHARM_ROOT,
         app_name="docker-registry",
-        unit_id=0,
+        unit_id=unit_id,
     )
 
 
@@ -92,3 +94,20 @@ def with_config(state: testing.State, **options: object) -> testing.State:
     """`state` with some options changed (names with underscores), the rest kept."""
     changed = {name.replace("_", "-"): value for name, value in options.items()}
     return dataclasses.replace(state, config={**state.config, **changed})
+
+
+def with_relation(state: testing.State, relation: testing.RelationBase) -> testing.State:
+    """`state` with `relation` replacing the one of the same id (or added)."""
+    others = {r for r in state.relations if r.id != relation.id}
+    return dataclasses.replace(state, relations={*others, relation})
+
+
+def b64(data: bytes | str) -> str:
+    """Base64 as operators pass blobs: `base64 -w0 file`."""
+    return base64.b64encode(data if isinstance(data, bytes) else data.encode()).decode()
+
+
+def tls_config(ca: pki.CertificateAuthority, *sans: str) -> dict[str, str]:
+    """The tls-*-blob options for a new certificate from `ca` naming `sans`."""
+    cert, key = pki.issue(ca, sans[0], list(sans))
+    return {"tls-cert-blob": b64(cert), "tls-key-blob": b64(key), "tls-ca-blob": b64(ca.cert_pem)}

@@ -6,27 +6,19 @@ run as local processes on 127.0.0.1 (tests/local_machine.py).
 
 from __future__ import annotations
 
-import base64
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from ops import testing
 
-from charm_context import unit_state, with_config
+from charm_context import b64, unit_state, with_config
 from support import oci, pki, skopeo
 from support._proc import CommandError
-from support.containerd import Containerd, HostEndpoint, write_hosts_toml
+from support.containerd import HostEndpoint, write_hosts_toml
 
 pytestmark = pytest.mark.e2e
 SERVICE = "docker-registry"
-
-
-@pytest.fixture(scope="module")
-def containerd() -> Iterator[Containerd]:
-    with Containerd() as daemon:
-        yield daemon
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +31,6 @@ def image(tmp_path_factory) -> tuple[Path, str]:
         layers=[{"etc/os-release": b"ID=test\n"}, {"app/hello.txt": b"hello registry\n"}],
     )
     return layout, digest
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 def push(image, netloc: str, repo: str, **kw) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import pwd
 import stat
 
@@ -10,7 +9,7 @@ import bcrypt
 import pytest
 from ops import testing
 
-from charm_context import unit_state, with_config
+from charm_context import tls_config, unit_state, with_config
 from peer import SECRET_ID_KEY, SECRET_LABEL
 from support import pki
 
@@ -63,13 +62,7 @@ def test_metrics_open_the_debug_port(ctx, port):
 
 def test_files_holding_secrets_belong_to_the_service_user_only(ctx, machine, port):
     ca = pki.make_ca()
-    cert, key = pki.issue(ca, "registry", ["127.0.0.1"])
-    config = {
-        "auth-basic-password": "pw",
-        "tls-cert-blob": base64.b64encode(cert).decode(),
-        "tls-key-blob": base64.b64encode(key).decode(),
-        "tls-ca-blob": base64.b64encode(ca.cert_pem).decode(),
-    }
+    config = {"auth-basic-password": "pw", **tls_config(ca, "127.0.0.1")}
     state = ctx.run(ctx.on.config_changed(), unit_state(port, config=config))
     assert state.unit_status == ready(port, "https")
     etc = machine.root / "etc/docker/registry"

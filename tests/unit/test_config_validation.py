@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 import datetime
 
 import pytest
 from ops import testing
 
-from charm_context import unit_state
+from charm_context import b64, unit_state
 from support import pki
 
 CA = pki.make_ca()
@@ -20,10 +19,6 @@ EXPIRED = pki.issue(
     not_before=datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc),
     not_after=datetime.datetime(2021, 1, 1, tzinfo=datetime.timezone.utc),
 )
-
-
-def b64(data: bytes | str) -> str:
-    return base64.b64encode(data if isinstance(data, bytes) else data.encode()).decode()
 
 
 INVALID = [

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 
 import pytest
 import yaml
 
-from charm_context import PROJECT
+from charm_context import PROJECT, b64
 from config import CharmConfig
 from plan import RegistryPlan, plan_registry, template_environment
 from support import pki
 
 TEMPLATES = template_environment(PROJECT)
 ROOT = Path("/unit-root")
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 def plan(**options: object) -> RegistryPlan:
@@ -29,7 +24,7 @@ def plan(**options: object) -> RegistryPlan:
         listen_host="",
         realm="docker-registry",
         http_secret="s3cr3t",
-        unit_address="10.0.0.1",
+        primary_address="10.0.0.1",
     )
 
 
