@@ -32,6 +32,7 @@ from tls import ServerTLS, TLSMaterialError, check_server_tls
 logger = logging.getLogger(__name__)
 
 ENDPOINT = "cert-provider"
+PROXY_ENDPOINT = "website"
 WAITING = "Waiting for a certificate from cert-provider"
 
 
@@ -78,7 +79,13 @@ class CertProvider(ops.Object):
             ENDPOINT,
             certificate_requests=self._current_requests,
             mode=Mode.UNIT,
-            refresh_events=[charm.on.config_changed, charm.on.update_status],
+            # Whatever can change the names the certificate must carry.
+            refresh_events=[
+                charm.on.config_changed,
+                charm.on.update_status,
+                charm.on[PROXY_ENDPOINT].relation_changed,
+                charm.on[PROXY_ENDPOINT].relation_broken,
+            ],
         )
 
     def _current_requests(

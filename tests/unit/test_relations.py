@@ -349,3 +349,15 @@ def test_config_blobs_win_over_the_relation(ctx, port):
     assert (
         decoded(state.get_relation(registry.id).local_unit_data)["tls_ca"] == CA.cert_pem.decode()
     )
+
+
+def test_the_certificate_names_the_proxy_once_it_joins(ctx, port):
+    tls = testing.Relation("cert-provider", remote_app_name="self-signed-certificates")
+    proxy = haproxy_relation("10.9.9.9")
+    state = unit_state(port, relations=[testing.PeerRelation("peer"), tls])
+    state = ctx.run(ctx.on.relation_created(tls), state)
+    csr_before = state.get_relation(tls.id).local_unit_data["certificate_signing_requests"]
+    state = ctx.run(ctx.on.relation_changed(proxy, remote_unit=0), with_relation(state, proxy))
+    ours = state.get_relation(tls.id).local_unit_data
+    assert "10.9.9.9" in json.loads(ours["sans"])
+    assert ours["certificate_signing_requests"] != csr_before
