@@ -15,10 +15,10 @@ from urllib.parse import urlsplit
 
 import ops
 
+import cert_provider
 import docker_registry
 import peer
 import website
-from cert_provider import CertificateRequest, CertProvider
 from config import CharmConfig, InvalidConfigError, is_absolute_url
 from machine import Machine, UbuntuMachine
 from plan import RegistryPlan, plan_registry, template_environment
@@ -42,7 +42,7 @@ class DockerRegistryCharm(ops.CharmBase):
         self.templates = template_environment(self.charm_dir)
         # Built before our observers, so that the TLS library handles its
         # events (and writes its CSR) before we reconcile.
-        self.cert_provider = CertProvider(self, self._certificate_request)
+        self.cert_provider = cert_provider.CertProvider(self, self._certificate_request)
         on = self.on
         framework.observe(on.install, self._on_install)
         framework.observe(on.upgrade_charm, self._on_install)
@@ -61,9 +61,9 @@ class DockerRegistryCharm(ops.CharmBase):
             on[website.ENDPOINT].relation_changed,
             on[website.ENDPOINT].relation_departed,
             on[website.ENDPOINT].relation_broken,
-            on["cert-provider"].relation_joined,
-            on["cert-provider"].relation_changed,
-            on["cert-provider"].relation_broken,
+            on[cert_provider.ENDPOINT].relation_joined,
+            on[cert_provider.ENDPOINT].relation_changed,
+            on[cert_provider.ENDPOINT].relation_broken,
             self.cert_provider.current.on.certificate_available,
         ):
             framework.observe(event, self._reconcile)
@@ -122,7 +122,7 @@ class DockerRegistryCharm(ops.CharmBase):
         address = binding.network.ingress_address if binding else None
         return str(address) if address else socket.getfqdn()
 
-    def _certificate_request(self) -> CertificateRequest:
+    def _certificate_request(self) -> cert_provider.CertificateRequest:
         """Our server certificate names every address and name clients may use."""
         own = self._unit_address()
         names = {own, socket.gethostname(), socket.getfqdn()}
@@ -134,7 +134,9 @@ class DockerRegistryCharm(ops.CharmBase):
         if is_absolute_url(http_host):
             names.add(urlsplit(http_host).hostname or "")
         names.add(website.proxy_address(self) or "")
-        return CertificateRequest(common_name=own, sans=tuple(sorted(n for n in names if n)))
+        return cert_provider.CertificateRequest(
+            common_name=own, sans=tuple(sorted(n for n in names if n))
+        )
 
     def _on_install(self, event: ops.EventBase) -> None:
         self.unit.status = ops.MaintenanceStatus("Installing docker-registry and skopeo")
