@@ -14,6 +14,7 @@ import base64
 import json
 import posixpath
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import jinja2
 
@@ -54,6 +55,8 @@ def _entries(plan: RegistryPlan, mirror_of: str) -> list[HostsEntry]:
         # The registry's root stands in for the upstream: its pull-through
         # cache (cache-remoteurl), or images pushed under their own names.
         server = KNOWN_SERVERS.get(mirror_of, f"https://{mirror_of}")
+        if plan.cache_url and urlsplit(plan.cache_url).netloc == mirror_of:
+            server = plan.cache_url
         entries.append(HostsEntry(mirror_of, server, plan.url, mirror=True))
     return entries
 

@@ -58,6 +58,8 @@ class RegistryPlan:
     token_auth: TokenAuth | None = field(repr=False)
     tls: ServerTLS | None = field(repr=False)
     front: FrontPlan | None = None
+    cache_url: str | None = None
+    """The upstream the registry itself caches (cache-remoteurl)."""
     """haproxy and the mirrors' caches when cache-mirrors is set; None: the registry alone."""
 
     @property
@@ -194,5 +196,6 @@ def plan_registry(
         token_auth=config.token_auth,
         tls=tls,
         front=front,
+        cache_url=config.cache.url if config.cache else None,
         **paths,
     )
