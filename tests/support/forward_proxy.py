@@ -34,7 +34,8 @@ class ForwardProxy:
             def do_GET(self) -> None:
                 proxy.forward(self)
 
-            do_HEAD = do_GET
+            def do_HEAD(self) -> None:
+                proxy.forward(self)
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
