@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import ssl
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -23,7 +21,6 @@ import yaml
 from ops import testing
 
 from charm_context import unit_state
-from local_machine import LocalMachine
 from support import oci, pki, skopeo
 from support._proc import CommandError
 from support.containerd import Containerd
@@ -31,16 +28,6 @@ from support.forward_proxy import ForwardProxy
 from support.registry import RegistryProcess
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def machine() -> Iterator[LocalMachine]:
-    """A unit root with a short path: the registries' unix sockets live under it."""
-    root = Path(tempfile.mkdtemp(prefix="u-", dir="/tmp"))
-    local = LocalMachine(root)
-    yield local
-    local.close()
-    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +13,6 @@ from ops import testing
 
 from charm_context import PROJECT, unit_state, with_config
 from config import CharmConfig
-from local_machine import LocalMachine
 from plan import RegistryPlan, plan_registry, template_environment
 from support import pki
 from support.registry import RegistryProcess
@@ -38,16 +35,6 @@ INVALID = [
     ("docker.io: https://u:hunter2@r", "docker.io: put credentials in username and password"),
     ("docker.io: {url: https://r, username: u}", "docker.io: set username and password both"),
 ]
-
-
-@pytest.fixture
-def machine() -> Iterator[LocalMachine]:
-    """A unit root with a short path: the registries' unix sockets live under it."""
-    root = Path(tempfile.mkdtemp(prefix="u-", dir="/tmp"))
-    local = LocalMachine(root)
-    yield local
-    local.close()
-    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.parametrize(("value", "message"), INVALID, ids=[m for _, m in INVALID])
