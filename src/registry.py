@@ -24,6 +24,7 @@ from pathlib import Path
 import bcrypt
 
 import front
+from front import FrontPlan
 from machine import Machine
 from plan import RegistryPlan
 
@@ -92,7 +93,7 @@ class Registry:
             changed = True
         restarted = self._start_or_restart(SERVICE, changed)
         if plan.front is not None:
-            restarted |= self._apply_front(plan, restart_all=shared_changed)
+            restarted |= self._apply_front(plan.front, plan.dropin, restart_all=shared_changed)
         return restarted
 
     def _start_or_restart(self, service: str, changed: bool) -> bool:
@@ -107,10 +108,8 @@ class Registry:
             return True
         return False
 
-    def _apply_front(self, plan: RegistryPlan, *, restart_all: bool) -> bool:
-        """Haproxy and one cache per mirror, each restarted only when its files changed."""
-        layout = plan.front
-        assert layout is not None
+    def _apply_front(self, layout: FrontPlan, dropin: str, *, restart_all: bool) -> bool:
+        """Run haproxy and one cache per mirror, restarting each only when its files changed."""
         if shutil.which("haproxy") is None:
             self.machine.install_packages(front.PACKAGES)
         layout.socket_dir.mkdir(parents=True, exist_ok=True)
@@ -118,7 +117,7 @@ class Registry:
         layout.socket_dir.chmod(0o2750)
         self._write(layout.tmpfiles_path, FileSpec(layout.tmpfiles))
         units_changed = self._write(layout.unit_path, FileSpec(layout.unit))
-        units_changed |= self._write(layout.dropin_path, FileSpec(plan.dropin))
+        units_changed |= self._write(layout.dropin_path, FileSpec(dropin))
         if units_changed:
             self.machine.daemon_reload()
         restarted = False
