@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import ops
 
 import cert_provider
+import client_config
 import docker_registry
 import peer
 import website
@@ -72,6 +73,7 @@ class DockerRegistryCharm(ops.CharmBase):
         framework.observe(on.collect_unit_status, self._on_collect_status)
         framework.observe(on.start_action, self._on_start_action)
         framework.observe(on.stop_action, self._on_stop_action)
+        framework.observe(on.client_config_action, self._on_client_config_action)
 
     def make_machine(self) -> Machine:
         """The one seam to apt and systemd; the tests override only this."""
@@ -186,6 +188,23 @@ class DockerRegistryCharm(ops.CharmBase):
         self._stored.stopped_by_operator = True
         self.registry.stop()
         event.set_results({"outcome": "success", "raw": "stopped"})
+
+    def _on_client_config_action(self, event: ops.ActionEvent) -> None:
+        desired = self.desired
+        if not isinstance(desired, RegistryPlan):
+            event.fail(f"Cannot tell clients how to reach the registry: {desired.message}")
+            return
+        try:
+            results = client_config.render(
+                desired,
+                templates=self.templates,
+                hosts_dir=event.params["hosts-dir"],
+                mirror_of=event.params["mirror-of"],
+            )
+        except client_config.ClientConfigError as e:
+            event.fail(str(e))
+            return
+        event.set_results(results)
 
     def _on_collect_status(self, event: ops.CollectStatusEvent) -> None:
         desired = self.desired

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from tls import ServerTLS, TLSMaterialError, check_server_tls, decode_base64_pem, load_certificates
+
+if TYPE_CHECKING:
+    from mirrors import Mirror
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +102,7 @@ class CharmConfig:
     cache_remoteurl: str = ""
     cache_username: str = ""
     cache_password: str = field(default="", repr=False)
+    cache_mirrors: str = field(default="", repr=False)
     http_host: str = ""
     registry_port: int = 5000
     debug_port: int = 5001
@@ -152,6 +156,7 @@ class CharmConfig:
     basic_auth: BasicAuth | None = field(init=False, default=None, repr=False)
     token_auth: TokenAuth | None = field(init=False, default=None, repr=False)
     cache: Upstream | None = field(init=False, default=None, repr=False)
+    mirrors: tuple[Mirror, ...] = field(init=False, default=(), repr=False)
     storage: Storage = field(init=False, default=Storage("filesystem"), repr=False)
     tls: ServerTLS | None = field(init=False, default=None, repr=False)
 
@@ -162,6 +167,7 @@ class CharmConfig:
             self._check_http,
             self._check_auth,
             self._check_cache,
+            self._check_mirrors,
             self._check_storage,
             self._check_tls,
         ):
@@ -263,6 +269,13 @@ class CharmConfig:
             self._derive(
                 "cache", Upstream(self.cache_remoteurl, self.cache_username, self.cache_password)
             )
+        return problems
+
+    def _check_mirrors(self) -> list[tuple[str, str]]:
+        from mirrors import parse_mirrors
+
+        mirrors, problems = parse_mirrors(self.cache_mirrors)
+        self._derive("mirrors", mirrors)
         return problems
 
     def _check_storage(self) -> list[tuple[str, str]]:

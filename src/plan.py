@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 
 import jinja2
 
-from config import BasicAuth, CharmConfig, TokenAuth
+from config import BasicAuth, CharmConfig, TokenAuth, Upstream
+from front import UMASK, FrontPlan, plan_front
 from tls import ServerTLS
 
 CONFIG_PATH = "/etc/docker/registry/config.yml"
@@ -58,6 +59,10 @@ class RegistryPlan:
     basic_auth: BasicAuth | None = field(repr=False)
     token_auth: TokenAuth | None = field(repr=False)
     tls: ServerTLS | None = field(repr=False)
+    front: FrontPlan | None = None
+    """haproxy and the mirrors' caches when cache-mirrors is set; None: the registry alone."""
+    cache_url: str | None = None
+    """The upstream the registry itself caches (cache-remoteurl)."""
 
     @property
     def scheme(self) -> Literal["http", "https"]:
@@ -130,17 +135,51 @@ def plan_registry(
         "token_root_certs_path": on_host(TOKEN_ROOT_CERTS_PATH),
         "dropin_path": on_host(DROPIN_PATH),
     }
-    config_yaml = templates.get_template("config.yml.j2").render(
-        config=config,
-        realm=realm,
-        http_secret=http_secret,
-        addr=f"{listen_host}:{config.registry_port}",
-        debug_addr=f"{listen_host}:{config.debug_port}",
-        tls=tls,
-        tls_paths=tls_paths,
-        storage_driver=storage.driver,
-        storage_params=storage_params,
-        **paths,
+
+    def render_registry(
+        socket: Path | None,
+        upstream: Upstream | None,
+        storage_params: dict,
+        *,
+        tls: ServerTLS | None = None,
+        debug_addr: str | None = None,
+    ) -> str:
+        """A registry's config.yml; the main one on TCP or, behind haproxy, a socket."""
+        return templates.get_template("config.yml.j2").render(
+            config=config,
+            realm=realm,
+            http_secret=http_secret,
+            net="unix" if socket else None,
+            addr=str(socket) if socket else f"{listen_host}:{config.registry_port}",
+            debug_addr=debug_addr,
+            tls=tls,
+            tls_paths=tls_paths,
+            upstream=upstream,
+            storage_driver=storage.driver,
+            storage_params=storage_params,
+            **paths,
+        )
+
+    front = None
+    if config.mirrors:
+        front = plan_front(
+            config.mirrors,
+            templates=templates,
+            root=root,
+            listen_host=listen_host,
+            port=config.registry_port,
+            tls=tls,
+            storage=storage,
+            data_dir=data_dir,
+            render_registry=render_registry,
+        )
+    config_yaml = render_registry(
+        front.registry_socket if front else None,
+        config.cache,
+        storage_params,
+        # haproxy terminates TLS when there is a front.
+        tls=None if front else tls,
+        debug_addr=f"{listen_host}:{config.debug_port}" if config.prometheus_metrics else None,
     )
     proxy_environment = {
         name: value
@@ -152,7 +191,9 @@ def plan_registry(
     }
     if proxy_environment:
         proxy_environment["NO_PROXY"] = NO_PROXY
-    dropin = templates.get_template("dropin.conf.j2").render(environment=proxy_environment)
+    dropin = templates.get_template("dropin.conf.j2").render(
+        environment=proxy_environment, umask=front and UMASK
+    )
     return RegistryPlan(
         config_yaml=config_yaml,
         dropin=dropin,
@@ -166,5 +207,7 @@ def plan_registry(
         basic_auth=config.basic_auth,
         token_auth=config.token_auth,
         tls=tls,
+        front=front,
+        cache_url=config.cache.url if config.cache else None,
         **paths,
     )

@@ -7,6 +7,7 @@ and reads its version. What to write is decided elsewhere (`plan.py`).
 
 from __future__ import annotations
 
+import grp
 import logging
 import os
 import pwd
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import bcrypt
 
+import front
+from front import FrontPlan
 from machine import Machine
 from plan import RegistryPlan
 
@@ -67,38 +70,104 @@ class Registry:
         return match.group(1) if match else None
 
     def apply(self, plan: RegistryPlan) -> bool:
-        """Make the unit match `plan`; restart only if what the registry reads changed.
+        """Make the unit match `plan`; restart only what reads a file that changed.
 
-        Returns whether the service was (re)started.
+        Returns whether a service was (re)started.
         """
+        if plan.front is None:
+            self._remove_front()
         if plan.data_dir is not None:
             plan.data_dir.mkdir(parents=True, exist_ok=True)
             self._chown(plan.data_dir)
         changed = False
         for path, spec in self._files(plan).items():
             changed |= self._write(path, spec)
-        changed |= self._write_htpasswd(plan)
+        # Read by every registry process, the mirrors' caches too.
+        shared_changed = self._write_htpasswd(plan) | self._write(
+            plan.token_root_certs_path,
+            FileSpec(plan.token_auth.root_certs_pem) if plan.token_auth else None,
+        )
+        changed |= shared_changed
         if self._write(plan.dropin_path, FileSpec(plan.dropin)):
             self.machine.daemon_reload()
             changed = True
-        if not self.running():
-            logger.info("starting the registry")
-            self.machine.start(SERVICE)
+        restarted = self._start_or_restart(SERVICE, changed)
+        if plan.front is not None:
+            restarted |= self._apply_front(plan.front, plan.dropin, restart_all=shared_changed)
+        return restarted
+
+    def _start_or_restart(self, service: str, changed: bool) -> bool:
+        """Start `service` if it is down, restart it if what it reads changed."""
+        if not self.machine.running(service):
+            logger.info("starting %s", service)
+            self.machine.start(service)
             return True
         if changed:
-            logger.info("restarting the registry: its configuration changed")
-            self.machine.restart(SERVICE)
+            logger.info("restarting %s: its configuration changed", service)
+            self.machine.restart(service)
             return True
         return False
 
+    def _apply_front(self, layout: FrontPlan, dropin: str, *, restart_all: bool) -> bool:
+        """Run haproxy and one cache per mirror, restarting each only when its files changed."""
+        if shutil.which("haproxy") is None:
+            self.machine.install_packages(front.PACKAGES)
+        layout.socket_dir.mkdir(parents=True, exist_ok=True)
+        self._chown(layout.socket_dir, group="haproxy")
+        layout.socket_dir.chmod(0o2750)
+        self._write(layout.tmpfiles_path, FileSpec(layout.tmpfiles))
+        units_changed = self._write(layout.unit_path, FileSpec(layout.unit))
+        units_changed |= self._write(layout.dropin_path, FileSpec(dropin))
+        if units_changed:
+            self.machine.daemon_reload()
+        restarted = False
+        wanted = {m.config_path for m in layout.mirrors}
+        for stale in self._mirror_configs() - wanted:
+            self._stop_mirror(stale)
+        for mirror in layout.mirrors:
+            if mirror.data_dir is not None:
+                mirror.data_dir.mkdir(parents=True, exist_ok=True)
+                self._chown(mirror.data_dir)
+            changed = self._write(
+                mirror.config_path, FileSpec(mirror.config_yaml, 0o600, secret=True)
+            )
+            changed |= units_changed or restart_all
+            restarted |= self._start_or_restart(mirror.service, changed)
+        changed = self._write(layout.haproxy_config_path, FileSpec(layout.haproxy_config))
+        changed |= self._write(
+            layout.pem_path, FileSpec(layout.pem, 0o600) if layout.pem else None
+        )
+        restarted |= self._start_or_restart(front.HAPROXY_SERVICE, changed)
+        return restarted
+
+    def _mirror_configs(self) -> set[Path]:
+        """Config files of the mirror caches on the unit now."""
+        config_dir = self.machine.root / front.MIRROR_CONFIG_DIR.lstrip("/")
+        return set(config_dir.glob("*.yml"))
+
+    def _stop_mirror(self, config_path: Path) -> None:
+        """Stop a mirror's cache that is no longer wanted; its cached images stay."""
+        self.machine.stop(front.mirror_service(config_path.stem))
+        config_path.unlink()
+
+    def _remove_front(self) -> None:
+        """Back to the registry alone: stop haproxy and the caches, remove their files."""
+        unit_path = self.machine.root / front.UNIT_PATH.lstrip("/")
+        if not unit_path.exists():
+            return
+        logger.info("cache-mirrors is empty: stopping haproxy and the mirror caches")
+        self.machine.stop(front.HAPROXY_SERVICE)
+        for config_path in self._mirror_configs():
+            self._stop_mirror(config_path)
+        for path in (front.PEM_PATH, front.DROPIN_PATH, front.TMPFILES_PATH, front.UNIT_PATH):
+            self._write(self.machine.root / path.lstrip("/"), None)
+        self.machine.daemon_reload()
+
     def _files(self, plan: RegistryPlan) -> dict[Path, FileSpec | None]:
-        """Every file the registry reads besides htpasswd; None means absent."""
+        """Files only the main registry reads; None means absent."""
         tls = plan.tls
         return {
             plan.config_path: FileSpec(plan.config_yaml, 0o600, secret=True),
-            plan.token_root_certs_path: (
-                FileSpec(plan.token_auth.root_certs_pem) if plan.token_auth else None
-            ),
             plan.tls_paths.cert: FileSpec(tls.cert_pem) if tls else None,
             plan.tls_paths.key: (FileSpec(tls.key_pem, 0o600, secret=True) if tls else None),
             plan.tls_paths.ca: (FileSpec(tls.ca_pem) if tls and tls.ca_pem else None),
@@ -141,20 +210,25 @@ class Registry:
         hashed = bcrypt.hashpw(auth.password.encode(), bcrypt.gensalt()).decode()
         return self._write(path, FileSpec(f"{auth.user}:{hashed}\n", 0o600, secret=True))
 
-    def _chown(self, path: Path) -> None:
+    def _chown(self, path: Path, group: str | None = None) -> None:
         try:
             user = pwd.getpwnam(SERVICE_USER)
+            gid = grp.getgrnam(group).gr_gid if group else user.pw_gid
         except KeyError:
-            logger.warning("user %s missing; %s stays owned by root", SERVICE_USER, path)
+            logger.warning("user %s or group missing; %s stays owned by root", SERVICE_USER, path)
             return
-        os.chown(path, user.pw_uid, user.pw_gid)
+        os.chown(path, user.pw_uid, gid)
 
     def start(self) -> None:
         """Start the service (and enable it at boot)."""
         self.machine.start(SERVICE)
 
     def stop(self) -> None:
-        """Stop the service (and disable it at boot); image data stays."""
+        """Stop the registry, and haproxy and the mirrors' caches if any; image data stays."""
+        if (self.machine.root / front.UNIT_PATH.lstrip("/")).exists():
+            self.machine.stop(front.HAPROXY_SERVICE)
+            for config_path in self._mirror_configs():
+                self.machine.stop(front.mirror_service(config_path.stem))
         self.machine.stop(SERVICE)
 
     def running(self) -> bool:
@@ -162,8 +236,14 @@ class Registry:
         return self.machine.running(SERVICE)
 
     def answers(self, plan: RegistryPlan, timeout: float = 3.0) -> bool:
-        """Whether the registry answers its API base, /v2/ (200, or 401 with auth on)."""
-        url = f"{plan.scheme}://127.0.0.1:{plan.port}/v2/"
+        """Whether the registry, and each mirror, answers its API base (200, or 401 with auth)."""
+        paths = [f"{m.prefix}/" for m in plan.front.mirrors] if plan.front else []
+        return all(
+            self._answers(f"{plan.scheme}://127.0.0.1:{plan.port}{path}", timeout)
+            for path in ["/v2/", *paths]
+        )
+
+    def _answers(self, url: str, timeout: float) -> bool:
         context = ssl.create_default_context()
         # A liveness probe of our own process on loopback: the certificate
         # names the unit's addresses, not 127.0.0.1.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,12 +17,16 @@ from support.wait import free_port
 
 
 @pytest.fixture
-def machine(tmp_path: Path) -> Iterator[LocalMachine]:
-    """A unit root in a temporary folder; services it starts are stopped afterwards."""
-    local = LocalMachine(tmp_path / "unit")
-    local.root.mkdir()
+def machine() -> Iterator[LocalMachine]:
+    """A unit root in a temporary folder; services it starts are stopped afterwards.
+
+    The path is short: with cache-mirrors the registries listen on unix
+    sockets under it, and a socket path has at most 107 bytes.
+    """
+    local = LocalMachine(Path(tempfile.mkdtemp(prefix="unit-", dir="/tmp")))
     yield local
     local.close()
+    shutil.rmtree(local.root, ignore_errors=True)
 
 
 @pytest.fixture

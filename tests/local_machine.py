@@ -19,6 +19,13 @@ from pathlib import Path
 
 SERVICE_COMMANDS = {
     "docker-registry": ["docker-registry", "serve", "{root}/etc/docker/registry/config.yml"],
+    # A systemd template unit: "{instance}" is what follows the "@".
+    "docker-registry-mirror@": [
+        "docker-registry",
+        "serve",
+        "{root}/etc/docker/registry/mirrors/{instance}.yml",
+    ],
+    "haproxy": ["haproxy", "-f", "{root}/etc/haproxy/haproxy.cfg", "-db"],
 }
 
 
@@ -86,8 +93,10 @@ class LocalMachine:
     def environment(self, service: str) -> dict[str, str]:
         """The Environment= settings of the service's drop-ins, as systemd would apply them."""
         env: dict[str, str] = {}
-        dropins = self.root / f"etc/systemd/system/{service}.service.d"
-        for dropin in sorted(dropins.glob("*.conf")):
+        template, at, _ = service.partition("@")
+        units = [f"{template}@", service] if at else [service]
+        dropins = [self.root / f"etc/systemd/system/{unit}.service.d" for unit in units]
+        for dropin in (path for folder in dropins for path in sorted(folder.glob("*.conf"))):
             for match in re.finditer(r'^Environment="([^=]+)=(.*)"$', dropin.read_text(), re.M):
                 env[match[1]] = match[2].replace('\\"', '"').replace("%%", "%")
         return env
@@ -102,7 +111,9 @@ class LocalMachine:
 
     def _launch(self, service: str) -> None:
         self.launches[service] += 1
-        argv = [part.format(root=self.root) for part in SERVICE_COMMANDS[service]]
+        template, at, instance = service.partition("@")
+        command = SERVICE_COMMANDS[f"{template}@" if at else service]
+        argv = [part.format(root=self.root, instance=instance) for part in command]
         log_path = self._log_path(service)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:

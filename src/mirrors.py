@@ -1,0 +1,88 @@
+"""The `cache-mirrors` option: several upstream registries mirrored by one unit.
+
+The value is a YAML mapping from the upstream host, as it appears in image
+references, to the upstream's URL, or to a mapping with `url` and optional
+`username`/`password`::
+
+    docker.io: https://registry-1.docker.io
+    registry.k8s.io: https://registry.k8s.io
+    ghcr.io: {url: https://ghcr.io, username: bot, password: token}
+
+Problems name the upstream host but never echo values, which may hold
+credentials.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import yaml
+
+from config import Upstream, is_absolute_url
+
+OPTION = "cache-mirrors"
+HOST = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$")
+KEYS = ("url", "username", "password")
+EXAMPLE = "e.g. 'docker.io: https://registry-1.docker.io'"
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """One upstream registry served under `/v2/<host>/` on the registry's endpoint."""
+
+    host: str
+    """The upstream's host as clients name it in images, e.g. docker.io."""
+    upstream: Upstream
+
+
+def parse_mirrors(value: str) -> tuple[tuple[Mirror, ...], list[tuple[str, str]]]:
+    """The mirrors `value` lists, and the problems found (empty when it is valid)."""
+    if not value.strip():
+        return (), []
+    try:
+        entries = yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        return (), [(OPTION, f"not valid YAML{where}")]
+    if not isinstance(entries, dict) or not entries:
+        return (), [(OPTION, f"must map upstream hosts to their URLs, {EXAMPLE}")]
+    mirrors: list[Mirror] = []
+    problems: list[tuple[str, str]] = []
+    for host, entry in entries.items():
+        mirror, why = _parse_entry(host, entry)
+        if mirror is None:
+            problems.append((OPTION, why))
+        else:
+            mirrors.append(mirror)
+    return tuple(sorted(mirrors, key=lambda m: m.host)), problems
+
+
+def _parse_entry(host: object, entry: object) -> tuple[Mirror | None, str]:
+    """One `host: entry` pair as a Mirror, or None and why not."""
+    if not isinstance(host, str) or not HOST.match(host) or _bad_port(host):
+        return None, f"{str(host)[:64]!r} is not a registry host such as docker.io or host:5000"
+    if isinstance(entry, str):
+        entry = {"url": entry}
+    if not isinstance(entry, dict):
+        return None, f"{host}: give a URL or a mapping with url, username, password"
+    unknown = sorted(str(key) for key in entry if key not in KEYS)
+    if unknown:
+        return None, f"{host}: unknown keys {', '.join(unknown)} (expected {', '.join(KEYS)})"
+    url, username, password = (entry.get(key) or "" for key in KEYS)
+    if not all(isinstance(v, str) for v in (url, username, password)):
+        return None, f"{host}: url, username and password must be strings"
+    if not is_absolute_url(url):
+        return None, f"{host}: url must be an absolute http(s) URL"
+    if urlsplit(url).username is not None:
+        return None, f"{host}: put credentials in username and password, not in the URL"
+    if bool(username) != bool(password):
+        return None, f"{host}: set username and password both or neither"
+    return Mirror(host, Upstream(url, username, password)), ""
+
+
+def _bad_port(host: str) -> bool:
+    _, _, port = host.partition(":")
+    return bool(port) and not 0 < int(port) < 65536
