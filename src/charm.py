@@ -14,11 +14,15 @@ import socket
 
 import ops
 
+import images
 import peer
+import push
 from config import CharmConfig, InvalidConfigError
+from garbage_collect import GarbageCollectError, collect_garbage
 from machine import Machine, UbuntuMachine
 from plan import RegistryPlan, plan_registry, template_environment
 from registry import Registry
+from registry_api import RegistryAPIError, RegistryClient, local_access
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +57,10 @@ class DockerRegistryCharm(ops.CharmBase):
         framework.observe(on.collect_unit_status, self._on_collect_status)
         framework.observe(on.start_action, self._on_start_action)
         framework.observe(on.stop_action, self._on_stop_action)
+        framework.observe(on.push_action, self._on_push_action)
+        framework.observe(on.images_action, self._on_images_action)
+        framework.observe(on.rmi_action, self._on_rmi_action)
+        framework.observe(on.garbage_collect_action, self._on_garbage_collect_action)
 
     def make_machine(self) -> Machine:
         """The one seam to apt and systemd; the tests override only this."""
@@ -61,6 +69,10 @@ class DockerRegistryCharm(ops.CharmBase):
     @functools.cached_property
     def desired(self) -> RegistryPlan | ops.StatusBase:
         """What the registry should be, or the status saying why that is not known."""
+        return self._plan()
+
+    def _plan(self, *, maintenance: bool = False) -> RegistryPlan | ops.StatusBase:
+        """The registry's plan; `maintenance` makes it read-only for garbage collection."""
         try:
             config = self.load_config(CharmConfig)
         except InvalidConfigError as e:
@@ -76,6 +88,7 @@ class DockerRegistryCharm(ops.CharmBase):
             realm=self.app.name,
             http_secret=http_secret,
             unit_address=self._unit_address(),
+            maintenance=maintenance,
         )
 
     def _unit_address(self) -> str:
@@ -122,6 +135,96 @@ class DockerRegistryCharm(ops.CharmBase):
         self._stored.stopped_by_operator = True
         self.registry.stop()
         event.set_results({"outcome": "success", "raw": "stopped"})
+
+    def _serving(self, event: ops.ActionEvent) -> RegistryPlan | None:
+        """The plan of the registry an action talks to; fails the action if it is not serving."""
+        desired = self.desired
+        if not isinstance(desired, RegistryPlan):
+            event.fail(f"The registry is not configured: {desired.message}")
+            return None
+        if self._stored.stopped_by_operator:
+            event.fail("The registry is stopped; run the start action first")
+            return None
+        return desired
+
+    @staticmethod
+    def _own_netlocs(plan: RegistryPlan) -> tuple[str, ...]:
+        """The prefixes that name this registry in references operators give."""
+        return (plan.netloc, f"127.0.0.1:{plan.port}", f"localhost:{plan.port}")
+
+    def _on_push_action(self, event: ops.ActionEvent) -> None:
+        plan = self._serving(event)
+        if plan is None:
+            return
+        params = event.params
+        try:
+            copies = push.plan_copies(
+                params["image"],
+                tag=params["tag"],
+                namespace=params["namespace"],
+                own_netlocs=self._own_netlocs(plan),
+            )
+        except push.InvalidPushError as e:
+            event.fail(str(e))
+            return
+        source = push.SourceAuth(
+            params["source-username"], params["source-password"], params["source-tls-verify"]
+        )
+        outcomes = push.push_images(
+            copies, local_access(plan), source, parallel=params["parallel"], log=event.log
+        )
+        results, failure = push.action_results(outcomes, plan.netloc)
+        event.set_results(results)
+        if failure:
+            event.fail(failure)
+
+    def _on_images_action(self, event: ops.ActionEvent) -> None:
+        plan = self._serving(event)
+        if plan is None:
+            return
+        client = RegistryClient(local_access(plan))
+        try:
+            entries = images.list_images(
+                client, repository=event.params["repository"], digests=event.params["digests"]
+            )
+        except (images.ImagesError, RegistryAPIError) as e:
+            event.fail(f"Cannot list images: {e}")
+            return
+        event.set_results(images.list_results(entries, plan.netloc))
+
+    def _on_rmi_action(self, event: ops.ActionEvent) -> None:
+        plan = self._serving(event)
+        if plan is None:
+            return
+        deletions = images.delete_images(
+            RegistryClient(local_access(plan)),
+            event.params["image"].split(),
+            own_netlocs=self._own_netlocs(plan),
+            log=event.log,
+        )
+        results, failure = images.delete_results(deletions)
+        event.set_results(results)
+        if failure:
+            event.fail(failure)
+
+    def _on_garbage_collect_action(self, event: ops.ActionEvent) -> None:
+        normal, read_only = self.desired, self._plan(maintenance=True)
+        if not isinstance(normal, RegistryPlan) or not isinstance(read_only, RegistryPlan):
+            event.fail(f"The registry is not configured: {getattr(normal, 'message', '')}")
+            return
+        try:
+            collected = collect_garbage(
+                self.registry,
+                normal,
+                read_only,
+                delete_untagged=event.params["delete-untagged"],
+                serving=not self._stored.stopped_by_operator,
+                log=event.log,
+            )
+        except GarbageCollectError as e:
+            event.fail(str(e))
+            return
+        event.set_results(collected.results())
 
     def _on_collect_status(self, event: ops.CollectStatusEvent) -> None:
         desired = self.desired

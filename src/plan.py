@@ -85,11 +85,13 @@ def plan_registry(
     http_secret: str,
     unit_address: str,
     relation_tls: ServerTLS | None = None,
+    maintenance: bool = False,
 ) -> RegistryPlan:
     """The registry this unit should run.
 
     TLS from the config blobs wins over a certificate from the cert-provider
-    relation: an operator who set blobs chose them on purpose.
+    relation: an operator who set blobs chose them on purpose. `maintenance`
+    makes the storage read-only (for garbage collection) whatever the config.
     """
 
     def on_host(path: str) -> Path:
@@ -129,6 +131,7 @@ def plan_registry(
         tls_paths=tls_paths,
         storage_driver=storage.driver,
         storage_params=storage_params,
+        read_only=config.storage_read_only or maintenance,
         **paths,
     )
     proxy_environment = {
