@@ -18,7 +18,7 @@ import images
 import peer
 import push
 from config import CharmConfig, InvalidConfigError
-from garbage_collect import GarbageCollectError, collect_garbage
+from garbage_collect import GarbageCollectError, GarbageCollectParams, collect_garbage
 from machine import Machine, UbuntuMachine
 from plan import RegistryPlan, plan_registry, template_environment
 from registry import Registry
@@ -156,24 +156,29 @@ class DockerRegistryCharm(ops.CharmBase):
         plan = self._serving(event)
         if plan is None:
             return
-        params = event.params
+        params = event.load_params(push.PushParams)
         try:
             copies = push.plan_copies(
-                params["image"],
-                tag=params["tag"],
-                namespace=params["namespace"],
+                params.image,
+                tag=params.tag,
+                namespace=params.namespace,
                 own_netlocs=self._own_netlocs(plan),
             )
         except push.InvalidPushError as e:
             event.fail(str(e))
             return
         source = push.SourceAuth(
-            params["source-username"], params["source-password"], params["source-tls-verify"]
+            params.source_username, params.source_password, params.source_tls_verify
         )
         outcomes = push.push_images(
-            copies, local_access(plan), source, parallel=params["parallel"], log=event.log
+            copies,
+            local_access(plan),
+            source,
+            netloc=plan.netloc,
+            parallel=params.parallel,
+            log=event.log,
         )
-        results, failure = push.action_results(outcomes, plan.netloc)
+        results, failure = push.action_results(outcomes)
         event.set_results(results)
         if failure:
             event.fail(failure)
@@ -182,10 +187,11 @@ class DockerRegistryCharm(ops.CharmBase):
         plan = self._serving(event)
         if plan is None:
             return
+        params = event.load_params(images.ImagesParams)
         client = RegistryClient(local_access(plan))
         try:
             entries = images.list_images(
-                client, repository=event.params["repository"], digests=event.params["digests"]
+                client, repository=params.repository, digests=params.digests
             )
         except (images.ImagesError, RegistryAPIError) as e:
             event.fail(f"Cannot list images: {e}")
@@ -198,7 +204,7 @@ class DockerRegistryCharm(ops.CharmBase):
             return
         deletions = images.delete_images(
             RegistryClient(local_access(plan)),
-            event.params["image"].split(),
+            event.load_params(images.RmiParams).image.split(),
             own_netlocs=self._own_netlocs(plan),
             log=event.log,
         )
@@ -217,7 +223,7 @@ class DockerRegistryCharm(ops.CharmBase):
                 self.registry,
                 normal,
                 read_only,
-                delete_untagged=event.params["delete-untagged"],
+                delete_untagged=event.load_params(GarbageCollectParams).delete_untagged,
                 serving=not self._stored.stopped_by_operator,
                 log=event.log,
             )

@@ -8,9 +8,7 @@ collection fails.
 
 from __future__ import annotations
 
-import logging
 import os
-import pwd
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,13 +17,18 @@ from pathlib import Path
 from plan import RegistryPlan
 from registry import SERVICE_USER, Registry
 
-logger = logging.getLogger(__name__)
-
 GC_TIMEOUT = 6 * 3600.0
 
 
 class GarbageCollectError(RuntimeError):
     """Collection failed; the message says why (the registry is back to normal)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class GarbageCollectParams:
+    """The garbage-collect action's parameters."""
+
+    delete_untagged: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,9 @@ def collect_garbage(
             if not registry.wait_until_answering(read_only):
                 raise GarbageCollectError("the registry did not answer in read-only mode")
         log("collecting garbage")
-        summary = run_garbage_collect(normal.config_path, delete_untagged=delete_untagged)
+        summary = run_garbage_collect(
+            registry, normal.config_path, delete_untagged=delete_untagged
+        )
     finally:
         if serving:
             log("switching the registry back to normal")
@@ -70,34 +75,26 @@ def collect_garbage(
     return Collected(freed, summary)
 
 
-def run_garbage_collect(config_path: Path, *, delete_untagged: bool) -> str:
+def run_garbage_collect(registry: Registry, config_path: Path, *, delete_untagged: bool) -> str:
     """Run `docker-registry garbage-collect` as the service user; return its summary line.
 
-    A plain subprocess, not a Machine call: it is a one-shot command on the
-    same files the service reads, runnable wherever the registry is. It runs
-    as the service user when that user exists (on a unit), so that nothing
-    it touches becomes root's.
+    As the service user, so that nothing it touches becomes root's; through
+    the Machine seam, which knows how to switch users on this unit.
     """
     argv = ["docker-registry", "garbage-collect"]
     if delete_untagged:
         argv.append("--delete-untagged")
     argv.append(str(config_path))
     try:
-        user: int | None = pwd.getpwnam(SERVICE_USER).pw_uid
-    except KeyError:
-        user = None
-    try:
-        done = subprocess.run(
-            argv, capture_output=True, text=True, timeout=GC_TIMEOUT, check=False, user=user
-        )
+        done = registry.machine.run_as(SERVICE_USER, argv, timeout=GC_TIMEOUT)
     except subprocess.TimeoutExpired:
         raise GarbageCollectError(f"garbage-collect timed out after {GC_TIMEOUT:.0f}s") from None
     except OSError as e:
         raise GarbageCollectError(f"cannot run docker-registry garbage-collect: {e}") from None
     output = (done.stdout + done.stderr).strip().splitlines()
     if done.returncode != 0:
-        last = output[-1] if output else f"exit status {done.returncode}"
-        raise GarbageCollectError(f"docker-registry garbage-collect failed: {last}")
+        reason = output[0] if output else f"exit status {done.returncode}"
+        raise GarbageCollectError(f"docker-registry garbage-collect failed: {reason}")
     summaries = [line for line in output if "eligible for deletion" in line]
     return summaries[-1].strip() if summaries else ""
 

@@ -18,6 +18,23 @@ class ImagesError(ValueError):
     """A parameter or registry answer that stops the action; the message says why."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class ImagesParams:
+    """The images action's parameters; `options` is kept for compatibility only."""
+
+    repository: str = ""
+    digests: bool = False
+    options: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RmiParams:
+    """The rmi action's parameters; `options` is kept for compatibility only."""
+
+    image: str
+    options: str = ""
+
+
 @dataclass(frozen=True)
 class ImageEntry:
     """One tag of a repository and, when asked for, the digest it points at."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
 import re
 import subprocess
@@ -106,6 +107,20 @@ class ImageCopy:
     """Host the source credentials are for; empty for files."""
     error: str = ""
     """Why this image cannot be copied (found before copying)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PushParams:
+    """The push action's parameters (defaults as in actions.yaml)."""
+
+    image: str
+    tag: str = ""
+    pull: bool = True
+    namespace: str = ""
+    source_username: str = ""
+    source_password: str = field(default="", repr=False)
+    source_tls_verify: bool = True
+    parallel: int = 4
 
 
 @dataclass(frozen=True)
@@ -254,17 +269,21 @@ def push_images(
     access: LocalAccess,
     source_auth: SourceAuth,
     *,
+    netloc: str,
     parallel: int,
     log: Callable[[str], None],
 ) -> list[PushOutcome]:
     """Copy every image, `parallel` at a time; report each as it finishes.
 
-    Returns outcomes in the order of `copies`.
+    Returns outcomes in the order of `copies`, destinations under `netloc`
+    (where clients pull from).
     """
     outcomes: dict[int, PushOutcome] = {}
     total = len(copies)
 
     def report(index: int, outcome: PushOutcome) -> None:
+        if not outcome.error:
+            outcome = dataclasses.replace(outcome, destination=f"{netloc}/{outcome.destination}")
         outcomes[index] = outcome
         if outcome.error:
             log(f"[{len(outcomes)}/{total}] {outcome.source}: failed: {outcome.error}")
@@ -388,12 +407,12 @@ def _skopeo_config(
         yield _SkopeoConfig(Path(tmp), access, source_auth, source_registries)
 
 
-def action_results(outcomes: list[PushOutcome], netloc: str) -> tuple[dict, str | None]:
+def action_results(outcomes: list[PushOutcome]) -> tuple[dict, str | None]:
     """The action's results and, when some image failed, the failure message.
 
     `outcome` and `raw` as the established charm gave them, then each image.
     """
-    pushed = [f"{netloc}/{o.destination}" for o in outcomes if not o.error]
+    pushed = [o.destination for o in outcomes if not o.error]
     failed = [o for o in outcomes if o.error]
     per_image = {
         str(number): (
@@ -401,7 +420,7 @@ def action_results(outcomes: list[PushOutcome], netloc: str) -> tuple[dict, str 
             if o.error
             else {
                 "source": o.source,
-                "destination": f"{netloc}/{o.destination}",
+                "destination": o.destination,
                 "digest": o.digest,
             }
         )

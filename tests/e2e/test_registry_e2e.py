@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,16 +16,10 @@ from ops import testing
 from charm_context import unit_state, with_config
 from support import oci, pki, skopeo
 from support._proc import CommandError
-from support.containerd import Containerd, HostEndpoint, write_hosts_toml
+from support.containerd import HostEndpoint, write_hosts_toml
 
 pytestmark = pytest.mark.e2e
 SERVICE = "docker-registry"
-
-
-@pytest.fixture(scope="module")
-def containerd() -> Iterator[Containerd]:
-    with Containerd() as daemon:
-        yield daemon
 
 
 @pytest.fixture(scope="module")
