@@ -7,6 +7,7 @@ own code (Scenario + LocalMachine) runs the unit's registry and the actions.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from ops import testing
 
 from charm_context import unit_state
-from registry_api import RegistryClient, local_access
+from registry_api import LocalAccess, RegistryAPIError, RegistryClient, local_access
 from support import oci, pki, skopeo
 from support.containerd import Containerd, HostEndpoint, write_hosts_toml
 from support.registry import RegistryProcess
@@ -288,3 +289,19 @@ def test_rmi_without_storage_delete_fails_clearly(ctx, port, source):
         ctx.run(ctx.on.action("rmi", params={"image": "gamma:v1"}), state)
     ctx.run(ctx.on.action("images", params={}), state)
     assert ctx.action_results["images"] == "gamma:v1"
+
+
+def test_the_api_client_dials_loopback_and_verifies_the_certificates_name():
+    ca = pki.make_ca("registry-ca")
+    cert, key = pki.issue(ca, "registry.example", ["registry.example"])
+    with RegistryProcess(tls_cert_pem=cert, tls_key_pem=key) as registry:
+        named = LocalAccess(
+            "registry.example", registry.port, tls=True, ca_pem=ca.cert_pem.decode()
+        )
+        assert RegistryClient(named).catalog() == []
+        unnamed = dataclasses.replace(named, host="127.0.0.1")
+        with pytest.raises(RegistryAPIError, match="certificate verify failed"):
+            RegistryClient(unnamed).catalog()
+        other_ca = pki.make_ca("other-ca").cert_pem.decode()
+        with pytest.raises(RegistryAPIError, match="certificate verify failed"):
+            RegistryClient(dataclasses.replace(named, ca_pem=other_ca)).catalog()
