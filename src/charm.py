@@ -191,7 +191,10 @@ class DockerRegistryCharm(ops.CharmBase):
         client = RegistryClient(local_access(plan))
         try:
             entries = images.list_images(
-                client, repository=params.repository, digests=params.digests
+                client,
+                repository=params.repository,
+                digests=params.digests,
+                own_netlocs=self._own_netlocs(plan),
             )
         except (images.ImagesError, RegistryAPIError) as e:
             event.fail(f"Cannot list images: {e}")
@@ -215,9 +218,10 @@ class DockerRegistryCharm(ops.CharmBase):
 
     def _on_garbage_collect_action(self, event: ops.ActionEvent) -> None:
         normal, read_only = self.desired, self._plan(maintenance=True)
-        if not isinstance(normal, RegistryPlan) or not isinstance(read_only, RegistryPlan):
-            event.fail(f"The registry is not configured: {getattr(normal, 'message', '')}")
+        if not isinstance(normal, RegistryPlan):
+            event.fail(f"The registry is not configured: {normal.message}")
             return
+        assert isinstance(read_only, RegistryPlan), "same inputs as the normal plan"
         try:
             collected = collect_garbage(
                 self.registry,

@@ -53,7 +53,17 @@ def collect_garbage(
     serving: bool,
     log: Callable[[str], None],
 ) -> Collected:
-    """Switch to read-only (when `serving`), collect, switch back; measure the disk."""
+    """Switch to read-only (when `serving`), collect, switch back; measure the disk.
+
+    On shared object storage, other units keep accepting pushes unless the
+    whole application is read-only, and collecting then could delete blobs of
+    an image being pushed: refuse unless `storage-read-only` is set.
+    """
+    if normal.data_dir is None and not normal.read_only:
+        raise GarbageCollectError(
+            "images are in shared object storage: first make every unit read-only with "
+            "juju config docker-registry storage-read-only=true"
+        )
     before = storage_size(normal.data_dir)
     try:
         if serving:

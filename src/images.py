@@ -64,10 +64,14 @@ def own_reference(text: str, own_netlocs: tuple[str, ...]) -> Reference:
 
 
 def list_images(
-    client: RegistryClient, *, repository: str = "", digests: bool = False
+    client: RegistryClient,
+    *,
+    repository: str = "",
+    digests: bool = False,
+    own_netlocs: tuple[str, ...] = (),
 ) -> list[ImageEntry]:
     """Every repository:tag, or those of one `repository[:tag]`, sorted."""
-    wanted = own_reference(repository, ()) if repository else None
+    wanted = own_reference(repository, own_netlocs) if repository else None
     repositories = [wanted.path] if wanted else client.catalog()
     entries = []
     for name in repositories:

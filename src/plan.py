@@ -56,6 +56,8 @@ class RegistryPlan:
     basic_auth: BasicAuth | None = field(repr=False)
     token_auth: TokenAuth | None = field(repr=False)
     tls: ServerTLS | None = field(repr=False)
+    read_only: bool = False
+    """Whether the registry refuses pushes (config or maintenance)."""
 
     @property
     def scheme(self) -> Literal["http", "https"]:
@@ -121,6 +123,7 @@ def plan_registry(
         "token_root_certs_path": on_host(TOKEN_ROOT_CERTS_PATH),
         "dropin_path": on_host(DROPIN_PATH),
     }
+    read_only = config.storage_read_only or maintenance
     config_yaml = templates.get_template("config.yml.j2").render(
         config=config,
         realm=realm,
@@ -131,7 +134,7 @@ def plan_registry(
         tls_paths=tls_paths,
         storage_driver=storage.driver,
         storage_params=storage_params,
-        read_only=config.storage_read_only or maintenance,
+        read_only=read_only,
         **paths,
     )
     proxy_environment = {
@@ -157,5 +160,6 @@ def plan_registry(
         basic_auth=config.basic_auth,
         token_auth=config.token_auth,
         tls=tls,
+        read_only=read_only,
         **paths,
     )

@@ -20,6 +20,7 @@ import base64
 import contextlib
 import dataclasses
 import json
+import os
 import re
 import subprocess
 import tarfile
@@ -360,7 +361,9 @@ class _SkopeoConfig:
     def copy(self, image: ImageCopy) -> PushOutcome:
         """Run one `skopeo copy`; never raises, the outcome carries the error."""
         destination = f"{self.access.netloc}/{image.destination}"
-        digest_file = Path(tempfile.mkstemp(dir=self.tmp, suffix=".digest")[1])
+        fd, digest_path = tempfile.mkstemp(dir=self.tmp, suffix=".digest")
+        os.close(fd)
+        digest_file = Path(digest_path)
         argv = [
             "skopeo",
             "--policy",

@@ -219,3 +219,13 @@ def test_a_push_of_only_bad_entries_fails_with_each_reason(ctx, port):
     assert ctx.action_logs == [
         "[1/1] oci-archive:/no/such.tar: failed: no such file on the unit: /no/such.tar"
     ]
+
+
+def test_garbage_collect_on_shared_storage_needs_the_application_read_only(ctx, machine, port):
+    s3 = {"storage-s3-region": "us-east-1", "storage-s3-bucket": "images"}
+    message = fails(ctx, unit_state(port, config=s3), "garbage-collect", {})
+    assert message == (
+        "images are in shared object storage: first make every unit read-only with "
+        "juju config docker-registry storage-read-only=true"
+    )
+    assert machine.launches["docker-registry"] == 0, "nothing was touched"
