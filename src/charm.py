@@ -152,6 +152,13 @@ class DockerRegistryCharm(ops.CharmBase):
         """The prefixes that name this registry in references operators give."""
         return (plan.netloc, f"127.0.0.1:{plan.port}", f"localhost:{plan.port}")
 
+    @staticmethod
+    def _report(event: ops.ActionEvent, results: dict, failure: str | None) -> None:
+        """Set an action's results, then fail it if something went wrong."""
+        event.set_results(results)
+        if failure:
+            event.fail(failure)
+
     def _on_push_action(self, event: ops.ActionEvent) -> None:
         plan = self._serving(event)
         if plan is None:
@@ -178,10 +185,7 @@ class DockerRegistryCharm(ops.CharmBase):
             parallel=params.parallel,
             log=event.log,
         )
-        results, failure = push.action_results(outcomes)
-        event.set_results(results)
-        if failure:
-            event.fail(failure)
+        self._report(event, *push.action_results(outcomes))
 
     def _on_images_action(self, event: ops.ActionEvent) -> None:
         plan = self._serving(event)
@@ -211,10 +215,7 @@ class DockerRegistryCharm(ops.CharmBase):
             own_netlocs=self._own_netlocs(plan),
             log=event.log,
         )
-        results, failure = images.delete_results(deletions)
-        event.set_results(results)
-        if failure:
-            event.fail(failure)
+        self._report(event, *images.delete_results(deletions))
 
     def _on_garbage_collect_action(self, event: ops.ActionEvent) -> None:
         normal, read_only = self.desired, self._plan(maintenance=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from push import InvalidReferenceError, Reference, parse_reference
+from push import InvalidReferenceError, Reference, parse_own_reference
 from registry_api import RegistryAPIError, RegistryClient
 
 DELETE_DISABLED = (
@@ -50,17 +50,10 @@ class ImageEntry:
 
 def own_reference(text: str, own_netlocs: tuple[str, ...]) -> Reference:
     """Parse a reference to an image in this registry, with or without its netloc."""
-    for netloc in own_netlocs:
-        if text.startswith(f"{netloc}/"):
-            text = text[len(netloc) + 1 :]
-            break
     try:
-        reference = parse_reference(text)
+        return parse_own_reference(text, own_netlocs)
     except InvalidReferenceError as e:
-        raise ImagesError(f"{text!r}: {e}") from None
-    if reference.domain:
-        raise ImagesError(f"{text!r} names another registry ({reference.domain})")
-    return reference
+        raise ImagesError(str(e)) from None
 
 
 def list_images(
@@ -71,7 +64,10 @@ def list_images(
     own_netlocs: tuple[str, ...] = (),
 ) -> list[ImageEntry]:
     """Every repository:tag, or those of one `repository[:tag]`, sorted."""
-    wanted = own_reference(repository, own_netlocs) if repository else None
+    try:
+        wanted = own_reference(repository, own_netlocs) if repository else None
+    except ImagesError as e:
+        raise ImagesError(f"repository: {e}") from None
     repositories = [wanted.path] if wanted else client.catalog()
     entries = []
     for name in repositories:

@@ -164,23 +164,22 @@ def plan_copies(
             f"namespace: {namespace!r} is not a repository path"
             " (lowercase letters, digits, . _ - and /)"
         )
-    destination_override = _own_destination(tag, own_netlocs) if tag else None
+    try:
+        destination_override = parse_own_reference(tag, own_netlocs) if tag else None
+    except InvalidReferenceError as e:
+        raise InvalidPushError(f"tag: {e}") from None
     return [_plan_copy(source, destination_override, namespace) for source in sources]
 
 
-def _own_destination(tag: str, own_netlocs: tuple[str, ...]) -> Reference:
+def parse_own_reference(text: str, own_netlocs: tuple[str, ...]) -> Reference:
+    """A reference to an image in this registry, with or without one of its netlocs."""
     for netloc in own_netlocs:
-        if tag.startswith(f"{netloc}/"):
-            tag = tag[len(netloc) + 1 :]
+        if text.startswith(f"{netloc}/"):
+            text = text[len(netloc) + 1 :]
             break
-    try:
-        reference = parse_reference(tag)
-    except InvalidReferenceError as e:
-        raise InvalidPushError(f"tag: {e}") from None
+    reference = parse_reference(text)
     if reference.domain:
-        raise InvalidPushError(
-            f"tag: {tag!r} names another registry ({reference.domain}); push only fills this one"
-        )
+        raise InvalidReferenceError(f"names another registry ({reference.domain})")
     return reference
 
 

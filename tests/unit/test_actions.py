@@ -39,7 +39,7 @@ def fails(ctx, state, action: str, params: dict) -> str:
         ),
         (
             {"image": "a:1", "tag": "quay.io/x/y:1"},
-            "tag: 'quay.io/x/y:1' names another registry (quay.io); push only fills this one",
+            "tag: names another registry (quay.io)",
         ),
         ({"image": "a:1", "tag": "x:bad tag"}, "tag: invalid tag 'bad tag'"),
     ],
@@ -68,13 +68,10 @@ def test_actions_with_invalid_config_name_the_option(ctx, port):
 def test_rmi_and_images_refuse_references_to_other_registries(ctx, port):
     state = unit_state(port)
     message = fails(ctx, state, "rmi", {"image": "quay.io/x/y:1"})
-    assert (
-        message == "1 of 1 deletions failed: quay.io/x/y:1:"
-        " 'quay.io/x/y:1' names another registry (quay.io)"
-    )
+    assert message == "1 of 1 deletions failed: quay.io/x/y:1: names another registry (quay.io)"
     assert ctx.action_results["outcome"] == "failure"
     assert fails(ctx, state, "images", {"repository": "Bad:Name:x"}).startswith(
-        "Cannot list images: 'Bad:Name:x': invalid"
+        "Cannot list images: repository: invalid"
     )
 
 
