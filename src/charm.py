@@ -18,12 +18,16 @@ import ops
 import cert_provider
 import client_config
 import docker_registry
+import images
 import peer
+import push
 import website
 from config import CharmConfig, InvalidConfigError, is_absolute_url
+from garbage_collect import GarbageCollectError, GarbageCollectParams, collect_garbage
 from machine import Machine, UbuntuMachine
 from plan import RegistryPlan, plan_registry, template_environment
 from registry import Registry
+from registry_api import RegistryAPIError, RegistryClient, local_access
 from tls import ServerTLS
 
 logger = logging.getLogger(__name__)
@@ -74,6 +78,10 @@ class DockerRegistryCharm(ops.CharmBase):
         framework.observe(on.start_action, self._on_start_action)
         framework.observe(on.stop_action, self._on_stop_action)
         framework.observe(on.client_config_action, self._on_client_config_action)
+        framework.observe(on.push_action, self._on_push_action)
+        framework.observe(on.images_action, self._on_images_action)
+        framework.observe(on.rmi_action, self._on_rmi_action)
+        framework.observe(on.garbage_collect_action, self._on_garbage_collect_action)
 
     def make_machine(self) -> Machine:
         """The one seam to apt and systemd; the tests override only this."""
@@ -86,6 +94,10 @@ class DockerRegistryCharm(ops.CharmBase):
         When it is not known, nothing is applied: the registry keeps serving
         what it had.
         """
+        return self._plan()
+
+    def _plan(self, *, maintenance: bool = False) -> RegistryPlan | ops.StatusBase:
+        """The registry's plan; `maintenance` makes it read-only for garbage collection."""
         try:
             config = self.load_config(CharmConfig)
         except InvalidConfigError as e:
@@ -106,6 +118,7 @@ class DockerRegistryCharm(ops.CharmBase):
             primary_address=self.units[0].address,
             proxy_address=website.proxy_address(self),
             relation_tls=relation_tls if isinstance(relation_tls, ServerTLS) else None,
+            maintenance=maintenance,
         )
 
     @functools.cached_property
@@ -205,6 +218,107 @@ class DockerRegistryCharm(ops.CharmBase):
             event.fail(str(e))
             return
         event.set_results(results)
+
+    def _serving(self, event: ops.ActionEvent) -> RegistryPlan | None:
+        """The plan of the registry an action talks to; fails the action if it is not serving."""
+        desired = self.desired
+        if not isinstance(desired, RegistryPlan):
+            event.fail(f"The registry is not configured: {desired.message}")
+            return None
+        if self._stored.stopped_by_operator:
+            event.fail("The registry is stopped; run the start action first")
+            return None
+        return desired
+
+    @staticmethod
+    def _own_netlocs(plan: RegistryPlan) -> tuple[str, ...]:
+        """The prefixes that name this registry in references operators give."""
+        return (plan.netloc, f"127.0.0.1:{plan.port}", f"localhost:{plan.port}")
+
+    @staticmethod
+    def _report(event: ops.ActionEvent, results: dict, failure: str | None) -> None:
+        """Set an action's results, then fail it if something went wrong."""
+        event.set_results(results)
+        if failure:
+            event.fail(failure)
+
+    def _on_push_action(self, event: ops.ActionEvent) -> None:
+        plan = self._serving(event)
+        if plan is None:
+            return
+        params = event.load_params(push.PushParams)
+        try:
+            copies = push.plan_copies(
+                params.image,
+                tag=params.tag,
+                namespace=params.namespace,
+                own_netlocs=self._own_netlocs(plan),
+            )
+        except push.InvalidPushError as e:
+            event.fail(str(e))
+            return
+        source = push.SourceAuth(
+            params.source_username, params.source_password, params.source_tls_verify
+        )
+        outcomes = push.push_images(
+            copies,
+            local_access(plan),
+            source,
+            netloc=plan.netloc,
+            parallel=params.parallel,
+            log=event.log,
+        )
+        self._report(event, *push.action_results(outcomes))
+
+    def _on_images_action(self, event: ops.ActionEvent) -> None:
+        plan = self._serving(event)
+        if plan is None:
+            return
+        params = event.load_params(images.ImagesParams)
+        client = RegistryClient(local_access(plan))
+        try:
+            entries = images.list_images(
+                client,
+                repository=params.repository,
+                digests=params.digests,
+                own_netlocs=self._own_netlocs(plan),
+            )
+        except (images.ImagesError, RegistryAPIError) as e:
+            event.fail(f"Cannot list images: {e}")
+            return
+        event.set_results(images.list_results(entries, plan.netloc))
+
+    def _on_rmi_action(self, event: ops.ActionEvent) -> None:
+        plan = self._serving(event)
+        if plan is None:
+            return
+        deletions = images.delete_images(
+            RegistryClient(local_access(plan)),
+            event.load_params(images.RmiParams).image.split(),
+            own_netlocs=self._own_netlocs(plan),
+            log=event.log,
+        )
+        self._report(event, *images.delete_results(deletions))
+
+    def _on_garbage_collect_action(self, event: ops.ActionEvent) -> None:
+        normal, read_only = self.desired, self._plan(maintenance=True)
+        if not isinstance(normal, RegistryPlan):
+            event.fail(f"The registry is not configured: {normal.message}")
+            return
+        assert isinstance(read_only, RegistryPlan), "same inputs as the normal plan"
+        try:
+            collected = collect_garbage(
+                self.registry,
+                normal,
+                read_only,
+                delete_untagged=event.load_params(GarbageCollectParams).delete_untagged,
+                serving=not self._stored.stopped_by_operator,
+                log=event.log,
+            )
+        except GarbageCollectError as e:
+            event.fail(str(e))
+            return
+        event.set_results(collected.results())
 
     def _on_collect_status(self, event: ops.CollectStatusEvent) -> None:
         desired = self.desired

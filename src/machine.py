@@ -10,6 +10,7 @@ supervisor (see the README's development section).
 from __future__ import annotations
 
 import logging
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -52,6 +53,12 @@ class Machine(Protocol):
         """Whether the service is running now."""
         ...
 
+    def run_as(
+        self, user: str, argv: Sequence[str], timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a one-shot command as `user`, capturing its output as text."""
+        ...
+
 
 class UbuntuMachine:
     """The unit itself: apt and systemd."""
@@ -85,3 +92,11 @@ class UbuntuMachine:
     def running(self, service: str) -> bool:
         """Whether `service` is active."""
         return systemd.service_running(service)
+
+    def run_as(
+        self, user: str, argv: Sequence[str], timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `argv` as `user` (the charm runs as root)."""
+        return subprocess.run(
+            list(argv), capture_output=True, text=True, timeout=timeout, check=False, user=user
+        )

@@ -63,6 +63,8 @@ class RegistryPlan:
     """haproxy and the mirrors' caches when cache-mirrors is set; None: the registry alone."""
     cache_url: str | None = None
     """The upstream the registry itself caches (cache-remoteurl)."""
+    read_only: bool = False
+    """Whether the registry refuses pushes (config or maintenance)."""
 
     @property
     def scheme(self) -> Literal["http", "https"]:
@@ -98,6 +100,7 @@ def plan_registry(
     primary_address: str,
     proxy_address: str | None = None,
     relation_tls: ServerTLS | None = None,
+    maintenance: bool = False,
 ) -> RegistryPlan:
     """The registry this unit should run.
 
@@ -105,6 +108,8 @@ def plan_registry(
     the oldest unit (`primary_address`), so that every unit tells clients the
     same thing. TLS from the config blobs wins over a certificate from the
     cert-provider relation: an operator who set blobs chose them on purpose.
+    `maintenance` makes the storage read-only (for garbage collection)
+    whatever the config.
     """
 
     def on_host(path: str) -> Path:
@@ -143,6 +148,7 @@ def plan_registry(
         *,
         tls: ServerTLS | None = None,
         debug_addr: str | None = None,
+        read_only: bool = config.storage_read_only,
     ) -> str:
         """A registry's config.yml; the main one on TCP or, behind haproxy, a socket."""
         return templates.get_template("config.yml.j2").render(
@@ -157,9 +163,11 @@ def plan_registry(
             upstream=upstream,
             storage_driver=storage.driver,
             storage_params=storage_params,
+            read_only=read_only,
             **paths,
         )
 
+    read_only = config.storage_read_only or maintenance
     front = None
     if config.mirrors:
         front = plan_front(
@@ -180,6 +188,7 @@ def plan_registry(
         # haproxy terminates TLS when there is a front.
         tls=None if front else tls,
         debug_addr=f"{listen_host}:{config.debug_port}" if config.prometheus_metrics else None,
+        read_only=read_only,
     )
     proxy_environment = {
         name: value
@@ -209,5 +218,6 @@ def plan_registry(
         tls=tls,
         front=front,
         cache_url=config.cache.url if config.cache else None,
+        read_only=read_only,
         **paths,
     )

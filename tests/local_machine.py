@@ -39,6 +39,7 @@ class LocalMachine:
         self.installed: list[str] = []
         self.launches: collections.Counter[str] = collections.Counter()
         self.daemon_reloads = 0
+        self.commands: list[tuple[str, list[str]]] = []
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def install_packages(self, packages: Sequence[str]) -> None:
@@ -78,6 +79,15 @@ class LocalMachine:
         """Whether the service's process is alive."""
         process = self._processes.get(service)
         return process is not None and process.poll() is None
+
+    def run_as(
+        self, user: str, argv: Sequence[str], timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `argv` as the test's own user: the temporary root is not the service user's."""
+        self.commands.append((user, list(argv)))
+        return subprocess.run(
+            list(argv), capture_output=True, text=True, timeout=timeout, check=False
+        )
 
     def kill(self, service: str) -> None:
         """Make the service die as if it crashed (for tests of recovery)."""

@@ -1,0 +1,123 @@
+"""The garbage-collect action: free the disk held by blobs no manifest references.
+
+The registry's own `garbage-collect` must not run while images are pushed,
+so the registry first serves read-only (pulls keep working, pushes are
+refused), and is always put back to its normal plan afterwards, even when
+collection fails.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from plan import RegistryPlan
+from registry import SERVICE_USER, Registry
+
+GC_TIMEOUT = 6 * 3600.0
+
+
+class GarbageCollectError(RuntimeError):
+    """Collection failed; the message says why (the registry is back to normal)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class GarbageCollectParams:
+    """The garbage-collect action's parameters."""
+
+    delete_untagged: bool = False
+
+
+@dataclass(frozen=True)
+class Collected:
+    """The outcome: bytes freed (None for object storage) and the registry's summary."""
+
+    bytes_freed: int | None
+    summary: str
+
+    def results(self) -> dict:
+        """The action's results."""
+        freed = "unknown (object storage)" if self.bytes_freed is None else self.bytes_freed
+        return {"outcome": "success", "bytes-freed": freed, "summary": self.summary}
+
+
+def collect_garbage(
+    registry: Registry,
+    normal: RegistryPlan,
+    read_only: RegistryPlan,
+    *,
+    delete_untagged: bool,
+    serving: bool,
+    log: Callable[[str], None],
+) -> Collected:
+    """Switch to read-only (when `serving`), collect, switch back; measure the disk.
+
+    On shared object storage, other units keep accepting pushes unless the
+    whole application is read-only, and collecting then could delete blobs of
+    an image being pushed: refuse unless `storage-read-only` is set.
+    """
+    if normal.data_dir is None and not normal.read_only:
+        raise GarbageCollectError(
+            "images are in shared object storage: first make every unit read-only with "
+            "juju config docker-registry storage-read-only=true"
+        )
+    before = storage_size(normal.data_dir)
+    try:
+        if serving:
+            log("switching the registry to read-only maintenance")
+            registry.apply(read_only)
+            if not registry.wait_until_answering(read_only):
+                raise GarbageCollectError("the registry did not answer in read-only mode")
+        log("collecting garbage")
+        summary = run_garbage_collect(
+            registry, normal.config_path, delete_untagged=delete_untagged
+        )
+    finally:
+        if serving:
+            log("switching the registry back to normal")
+            registry.apply(normal)
+            registry.wait_until_answering(normal)
+    after = storage_size(normal.data_dir)
+    freed = None if before is None or after is None else max(before - after, 0)
+    return Collected(freed, summary)
+
+
+def run_garbage_collect(registry: Registry, config_path: Path, *, delete_untagged: bool) -> str:
+    """Run `docker-registry garbage-collect` as the service user; return its summary line.
+
+    As the service user, so that nothing it touches becomes root's; through
+    the Machine seam, which knows how to switch users on this unit.
+    """
+    argv = ["docker-registry", "garbage-collect"]
+    if delete_untagged:
+        argv.append("--delete-untagged")
+    argv.append(str(config_path))
+    try:
+        done = registry.machine.run_as(SERVICE_USER, argv, timeout=GC_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise GarbageCollectError(f"garbage-collect timed out after {GC_TIMEOUT:.0f}s") from None
+    except OSError as e:
+        raise GarbageCollectError(f"cannot run docker-registry garbage-collect: {e}") from None
+    output = (done.stdout + done.stderr).strip().splitlines()
+    if done.returncode != 0:
+        reason = output[0] if output else f"exit status {done.returncode}"
+        raise GarbageCollectError(f"docker-registry garbage-collect failed: {reason}")
+    summaries = [line for line in output if "eligible for deletion" in line]
+    return summaries[-1].strip() if summaries else ""
+
+
+def storage_size(data_dir: Path | None) -> int | None:
+    """Bytes in the filesystem storage; None when images live in object storage."""
+    if data_dir is None:
+        return None
+    total = 0
+    for folder, _, files in os.walk(data_dir):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except FileNotFoundError:
+                continue
+    return total

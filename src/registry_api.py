@@ -1,0 +1,214 @@
+"""A small client for the registry's HTTP API (distribution v2), for the actions.
+
+The charm talks to its own registry on loopback. `LocalAccess` says how: which
+host name to use (one the registry's certificate names, so TLS is verified,
+not skipped), which CA to trust, and the basic-auth credentials.
+`RegistryClient` lists the catalog and tags (following pagination), resolves
+tags to manifest digests and deletes manifests.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import re
+import socket
+import ssl
+import urllib.parse
+from dataclasses import dataclass, field
+
+from cryptography import x509
+
+from config import BasicAuth
+from plan import RegistryPlan
+from tls import load_certificates
+
+LOOPBACK = "127.0.0.1"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost")
+TIMEOUT = 30.0
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+_NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+
+
+class RegistryAPIError(Exception):
+    """The registry answered with an error (or could not be reached)."""
+
+    def __init__(self, message: str, status: int | None = None, code: str = ""):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+@dataclass(frozen=True)
+class LocalAccess:
+    """How the charm reaches the registry on its own unit."""
+
+    host: str
+    """The host name skopeo dials and TLS verifies; the Python client dials loopback."""
+    port: int
+    tls: bool
+    ca_pem: str | None = field(default=None, repr=False)
+    credentials: BasicAuth | None = field(default=None, repr=False)
+
+    @property
+    def netloc(self) -> str:
+        """host:port, bracketing IPv6 literals."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def local_access(plan: RegistryPlan) -> LocalAccess:
+    """How to reach the registry this unit runs, verifying its TLS certificate.
+
+    The certificate names the addresses clients use, not necessarily
+    127.0.0.1. A loopback name the certificate carries is preferred (it
+    always reaches this unit); otherwise the host clients use (`plan.netloc`),
+    which the certificate must name for clients anyway.
+    """
+    if plan.tls is None:
+        return LocalAccess(LOOPBACK, plan.port, tls=False, credentials=plan.basic_auth)
+    names = certificate_names(plan.tls.cert_pem)
+    loopback = [name for name in LOOPBACK_NAMES if name in names]
+    host = loopback[0] if loopback else urllib.parse.urlsplit(f"//{plan.netloc}").hostname
+    return LocalAccess(
+        host or LOOPBACK,
+        plan.port,
+        tls=True,
+        # Without a CA, a self-signed server certificate is its own anchor.
+        ca_pem=plan.tls.ca_pem or plan.tls.cert_pem,
+        credentials=plan.basic_auth,
+    )
+
+
+def certificate_names(cert_pem: str) -> set[str]:
+    """The DNS names and IP addresses in a certificate's subjectAltName."""
+    leaf = load_certificates(cert_pem)[0]
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    names = set(san.get_values_for_type(x509.DNSName))
+    names |= {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
+    return names
+
+
+class _LoopbackHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to loopback that verifies the certificate for another host name.
+
+    ssl matches `server_hostname` against the certificate's DNS and IP names.
+    """
+
+    def __init__(self, tls_name: str, port: int, context: ssl.SSLContext, timeout: float):
+        super().__init__(LOOPBACK, port, timeout=timeout, context=context)
+        self._tls_name = tls_name
+        self._ssl_context = context
+
+    def connect(self) -> None:
+        """Dial loopback; check the certificate against the name, not 127.0.0.1."""
+        sock = socket.create_connection((LOOPBACK, self.port), self.timeout)
+        self.sock = self._ssl_context.wrap_socket(sock, server_hostname=self._tls_name)
+
+
+class RegistryClient:
+    """Calls to the registry API on this unit, one connection per request."""
+
+    def __init__(self, access: LocalAccess, timeout: float = TIMEOUT):
+        self.access = access
+        self.timeout = timeout
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if not self.access.tls:
+            return http.client.HTTPConnection(LOOPBACK, self.access.port, timeout=self.timeout)
+        context = ssl.create_default_context(cadata=self.access.ca_pem)
+        return _LoopbackHTTPSConnection(self.access.host, self.access.port, context, self.timeout)
+
+    def request(
+        self, method: str, path: str, headers: dict[str, str] | None = None
+    ) -> tuple[int, http.client.HTTPMessage, bytes]:
+        """One request; returns status, headers and body, raising on errors (>= 400)."""
+        headers = {"Host": self.access.netloc, **(headers or {})}
+        if self.access.credentials:
+            auth = self.access.credentials
+            token = base64.b64encode(f"{auth.user}:{auth.password}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        connection = self._connection()
+        try:
+            connection.request(method, path, headers=headers)
+            response = connection.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException) as e:
+            raise RegistryAPIError(f"cannot reach the registry: {e}") from None
+        finally:
+            connection.close()
+        if response.status >= 400:
+            raise _api_error(method, path, response.status, body)
+        return response.status, response.headers, body
+
+    def _paginated(self, path: str, key: str) -> list[str]:
+        """Follow `Link: <...>; rel="next"` until the last page."""
+        items: list[str] = []
+        next_path: str | None = path
+        while next_path:
+            _, headers, body = self.request("GET", next_path)
+            items.extend(json.loads(body or b"{}").get(key) or [])
+            match = _NEXT_LINK.search(headers.get("Link", ""))
+            next_path = _path_only(match.group(1)) if match else None
+        return items
+
+    def catalog(self, page_size: int = 100) -> list[str]:
+        """Every repository, in the registry's (lexical) order."""
+        return self._paginated(f"/v2/_catalog?n={page_size}", "repositories")
+
+    def tags(self, repository: str, page_size: int = 1000) -> list[str]:
+        """The repository's tags; empty when the repository does not exist."""
+        try:
+            return self._paginated(f"/v2/{repository}/tags/list?n={page_size}", "tags")
+        except RegistryAPIError as e:
+            if e.status == 404:
+                return []
+            raise
+
+    def manifest_digest(self, repository: str, reference: str) -> str | None:
+        """The digest the tag (or digest) resolves to, as clients see it; None if absent."""
+        try:
+            _, headers, _ = self.request(
+                "HEAD",
+                f"/v2/{repository}/manifests/{reference}",
+                {"Accept": ", ".join(MANIFEST_TYPES)},
+            )
+        except RegistryAPIError as e:
+            if e.status == 404:
+                return None
+            raise
+        return headers.get("Docker-Content-Digest")
+
+    def delete_manifest(self, repository: str, digest: str) -> None:
+        """Delete a manifest (and so every tag pointing at it)."""
+        self.request("DELETE", f"/v2/{repository}/manifests/{digest}")
+
+
+def _path_only(link: str) -> str:
+    """The path and query of a Link target (the registry may send an absolute URL)."""
+    parts = urllib.parse.urlsplit(link)
+    return f"{parts.path}?{parts.query}" if parts.query else parts.path
+
+
+def _api_error(method: str, path: str, status: int, body: bytes) -> RegistryAPIError:
+    """An error naming the registry's own code and message when it sent them."""
+    code = message = ""
+    try:
+        errors = json.loads(body).get("errors") or []
+    except (ValueError, AttributeError):
+        errors = []
+    if errors and isinstance(errors[0], dict):
+        code = str(errors[0].get("code", ""))
+        message = str(errors[0].get("message", ""))
+    detail = f"{code}: {message}" if code else f"HTTP {status}"
+    path_only = path.split("?", 1)[0]
+    return RegistryAPIError(f"{method} {path_only}: {detail}", status=status, code=code)
