@@ -81,7 +81,7 @@ def test_htpasswd_is_bcrypt_and_kept_while_the_password_is(ctx, machine, port):
     htpasswd = machine.root / "etc/docker/registry/htpasswd"
     user, hashed = htpasswd.read_text().strip().split(":", 1)
     assert user == "admin"
-    assert hashed.startswith("$2")
+    assert hashed.startswith("$2b$05$"), "cheap enough for the registry to check per request"
     assert bcrypt.checkpw(b"a", hashed.encode())
     state = ctx.run(ctx.on.config_changed(), state)
     assert machine.launches[SERVICE] == 1
@@ -163,3 +163,18 @@ def test_start_action_fails_on_invalid_config(ctx, port):
         testing.ActionFailed, match="Cannot start: Invalid charm config: log-level"
     ):
         ctx.run(ctx.on.action("start"), state)
+
+
+def test_a_costlier_htpasswd_hash_is_replaced_once(ctx, machine, port):
+    """A hash from the established charm (bcrypt cost 12) slows every request: rehash it."""
+    htpasswd = machine.root / "etc/docker/registry/htpasswd"
+    htpasswd.parent.mkdir(parents=True)
+    htpasswd.write_text("admin:" + bcrypt.hashpw(b"pw", bcrypt.gensalt(12)).decode() + "\n")
+    state = ctx.run(
+        ctx.on.config_changed(), unit_state(port, config={"auth-basic-password": "pw"})
+    )
+    assert htpasswd.read_text().startswith("admin:$2b$05$")
+    before = htpasswd.read_text()
+    ctx.run(ctx.on.config_changed(), state)
+    assert htpasswd.read_text() == before
+    assert machine.launches[SERVICE] == 1
