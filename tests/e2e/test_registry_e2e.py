@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from ops import testing
 
-from charm_context import b64, unit_state, with_config
+from charm_context import b64, tls_config, unit_state, with_config
 from support import oci, pki, skopeo
 from support._proc import CommandError
 from support.containerd import HostEndpoint, write_hosts_toml
@@ -65,20 +65,14 @@ def test_push_and_pull_over_plain_http(ctx, machine, port, containerd, image, tm
 @pytest.fixture
 def server_tls(tmp_path):
     ca = pki.make_ca("registry-ca")
-    cert, key = pki.issue(ca, "127.0.0.1", ["127.0.0.1", "localhost"])
     cert_dir = tmp_path / "skopeo-certs"
     cert_dir.mkdir()
     (cert_dir / "ca.crt").write_bytes(ca.cert_pem)
-    return ca, cert, key, cert_dir
+    return ca, cert_dir, tls_config(ca, "127.0.0.1", "localhost")
 
 
 def test_push_and_pull_over_https(ctx, port, containerd, image, tmp_path, server_tls):
-    ca, cert, key, cert_dir = server_tls
-    config = {
-        "tls-cert-blob": b64(cert),
-        "tls-key-blob": b64(key),
-        "tls-ca-blob": b64(ca.cert_pem),
-    }
+    ca, cert_dir, config = server_tls
     state = ctx.run(ctx.on.config_changed(), unit_state(port, config=config))
     assert state.unit_status == testing.ActiveStatus(f"Ready at 127.0.0.1:{port} (https).")
     netloc = f"127.0.0.1:{port}"
@@ -109,12 +103,7 @@ def test_basic_auth(ctx, port, containerd, image, tmp_path):
 def test_bad_tls_keeps_the_serving_registry_and_a_noop_restarts_nothing(
     ctx, machine, port, containerd, image, tmp_path, server_tls
 ):
-    ca, cert, key, cert_dir = server_tls
-    config = {
-        "tls-cert-blob": b64(cert),
-        "tls-key-blob": b64(key),
-        "tls-ca-blob": b64(ca.cert_pem),
-    }
+    ca, cert_dir, config = server_tls
     state = ctx.run(ctx.on.config_changed(), unit_state(port, config=config))
     netloc = f"127.0.0.1:{port}"
     push(image, netloc, "keep/app:v1", dest_cert_dir=cert_dir)
@@ -132,7 +121,9 @@ def test_bad_tls_keeps_the_serving_registry_and_a_noop_restarts_nothing(
     hosts = node_hosts(tmp_path, netloc, "https", ca=ca.cert_pem)
     assert containerd.pull(f"{netloc}/keep/app:v1", hosts_dir=hosts) == image[1]
 
-    state = ctx.run(ctx.on.config_changed(), with_config(state, tls_key_blob=b64(key)))
+    state = ctx.run(
+        ctx.on.config_changed(), with_config(state, tls_key_blob=config["tls-key-blob"])
+    )
     assert state.unit_status == testing.ActiveStatus(f"Ready at {netloc} (https).")
     state = ctx.run(ctx.on.config_changed(), state)
     assert machine.launches[SERVICE] == 1, "nothing the registry reads changed"

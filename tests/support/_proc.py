@@ -12,9 +12,12 @@ import tempfile
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from .wait import WaitTimeoutError, wait_for
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 DEFAULT_COMMAND_TIMEOUT = 60.0
 
@@ -204,3 +207,34 @@ def owned_tempdir(owner: object, prefix: str, base: str | None = None) -> Path:
 def _kill_leftovers() -> None:
     for proc in list(_LIVE):
         proc.stop(timeout=2.0)
+
+
+class ServerFixture:
+    """The life cycle shared by the servers tests start: a process and a work dir.
+
+    Subclasses set `_proc` when they start and `workdir`/`_own_workdir` when
+    they are made; `stop()` ends the process and removes a work dir it made.
+    """
+
+    _proc: ManagedProcess | None
+    workdir: Path
+    _own_workdir: bool
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def log_tail(self, limit: int = 4000) -> str:
+        return self._proc.log_tail(limit) if self._proc else ""
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.stop()
+            self._proc = None
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

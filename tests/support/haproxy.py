@@ -7,17 +7,16 @@ of a `RegistryProcess`. The config is validated with `haproxy -c` before startin
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._proc import ManagedProcess, owned_tempdir, run
+from ._proc import ManagedProcess, ServerFixture, owned_tempdir, run
 from .wait import WaitTimeoutError, port_open, wait_for
 
 HAPROXY_BIN = "haproxy"
 
 
-class HAProxy:
+class HAProxy(ServerFixture):
     """Run `haproxy -f CFG -db` and wait until every port in `wait_ports` accepts TCP.
 
     `cfg` is the whole config text; the caller picks ports (use `free_port()`), which must be
@@ -87,22 +86,6 @@ class HAProxy:
             except WaitTimeoutError as exc:
                 raise WaitTimeoutError(f"{exc}\nhaproxy log:\n{proc.log_tail()}") from exc
         return self
-
-    def log_tail(self, limit: int = 4000) -> str:
-        return self._proc.log_tail(limit) if self._proc else ""
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.stop()
-            self._proc = None
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> HAProxy:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 def simple_proxy_cfg(

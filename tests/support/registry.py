@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import ssl
 import urllib.error
 import urllib.request
@@ -17,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ._proc import ManagedProcess, owned_tempdir, run
+from ._proc import ManagedProcess, ServerFixture, owned_tempdir, run
 from .wait import WaitTimeoutError, free_port, wait_for
 
 REGISTRY_BIN = "docker-registry"
@@ -30,7 +29,7 @@ def htpasswd_line(user: str, password: str, *, timeout: float = 30.0) -> str:
     return proc.stdout.strip()
 
 
-class RegistryProcess:
+class RegistryProcess(ServerFixture):
     """Run `docker-registry serve` with a generated config; use as a context manager.
 
     Options: basic auth (`users`), TLS (`tls_cert_pem`/`tls_key_pem`), pull-through cache
@@ -205,23 +204,6 @@ class RegistryProcess:
                 return resp.status == 200
         except urllib.error.HTTPError as exc:
             return exc.code == 401
-
-    def log_tail(self, limit: int = 4000) -> str:
-        return self._proc.log_tail(limit) if self._proc else ""
-
-    def stop(self) -> None:
-        """Kill the registry and, if the helper made the workdir, delete it with all blobs."""
-        if self._proc is not None:
-            self._proc.stop()
-            self._proc = None
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> RegistryProcess:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 def _opener(context: ssl.SSLContext | None) -> urllib.request.OpenerDirector:
