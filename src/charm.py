@@ -115,6 +115,7 @@ class DockerRegistryCharm(ops.CharmBase):
             listen_host=self.registry.machine.listen_host,
             realm=self.app.name,
             http_secret=http_secret,
+            unit_address=self._unit_address(),
             primary_address=self.units[0].address,
             proxy_address=website.proxy_address(self),
             relation_tls=relation_tls if isinstance(relation_tls, ServerTLS) else None,
@@ -233,7 +234,13 @@ class DockerRegistryCharm(ops.CharmBase):
     @staticmethod
     def _own_netlocs(plan: RegistryPlan) -> tuple[str, ...]:
         """The prefixes that name this registry in references operators give."""
-        return (plan.netloc, f"127.0.0.1:{plan.port}", f"localhost:{plan.port}")
+        own = f"[{plan.unit_address}]" if ":" in plan.unit_address else plan.unit_address
+        return (
+            plan.netloc,
+            f"{own}:{plan.port}",
+            f"127.0.0.1:{plan.port}",
+            f"localhost:{plan.port}",
+        )
 
     @staticmethod
     def _report(event: ops.ActionEvent, results: dict, failure: str | None) -> None:

@@ -56,6 +56,8 @@ class RegistryPlan:
     """The registry's base URL as clients reach it."""
     proxied: bool
     """Whether clients reach it through a proxy (the website relation)."""
+    unit_address: str
+    """This unit's own address (clients may be sent to another unit or a proxy)."""
     basic_auth: BasicAuth | None = field(repr=False)
     token_auth: TokenAuth | None = field(repr=False)
     tls: ServerTLS | None = field(repr=False)
@@ -97,6 +99,7 @@ def plan_registry(
     listen_host: str,
     realm: str,
     http_secret: str,
+    unit_address: str,
     primary_address: str,
     proxy_address: str | None = None,
     relation_tls: ServerTLS | None = None,
@@ -213,6 +216,7 @@ def plan_registry(
         netloc=netloc,
         url=url,
         proxied=proxy_address is not None,
+        unit_address=unit_address,
         basic_auth=config.basic_auth,
         token_auth=config.token_auth,
         tls=tls,

@@ -67,15 +67,16 @@ def local_access(plan: RegistryPlan) -> LocalAccess:
     """How to reach the registry this unit runs, verifying its TLS certificate.
 
     The certificate names the addresses clients use, not necessarily
-    127.0.0.1. A loopback name the certificate carries is preferred (it
-    always reaches this unit); otherwise the host clients use (`plan.netloc`),
-    which the certificate must name for clients anyway.
+    127.0.0.1. Preferred are a loopback name the certificate carries, then
+    this unit's own address: both reach this unit, whereas the address
+    clients use (`plan.netloc`) may be a proxy or the oldest unit. That one is
+    the last resort, for a certificate that names only it.
     """
     if plan.tls is None:
         return LocalAccess(LOOPBACK, plan.port, tls=False, credentials=plan.basic_auth)
     names = certificate_names(plan.tls.cert_pem)
-    loopback = [name for name in LOOPBACK_NAMES if name in names]
-    host = loopback[0] if loopback else urllib.parse.urlsplit(f"//{plan.netloc}").hostname
+    on_this_unit = [name for name in (*LOOPBACK_NAMES, plan.unit_address) if name in names]
+    host = on_this_unit[0] if on_this_unit else urllib.parse.urlsplit(f"//{plan.netloc}").hostname
     return LocalAccess(
         host or LOOPBACK,
         plan.port,

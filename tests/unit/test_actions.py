@@ -185,6 +185,13 @@ def test_local_access_verifies_a_name_the_certificate_carries(ctx, port):
     assert local_access(plan).netloc == f"registry.example:{port}"
 
 
+def test_local_access_reaches_this_unit_not_the_proxy(ctx, port):
+    """Behind a proxy, or on a follower, clients' address is not this unit's."""
+    plan, _ = tls_plan(ctx, port, ["10.9.9.9", "10.0.0.7"])
+    plan = dataclasses.replace(plan, netloc=f"10.9.9.9:{port}", unit_address="10.0.0.7")
+    assert local_access(plan).host == "10.0.0.7"
+
+
 def test_local_access_without_tls_is_plain_loopback(ctx, port):
     with ctx(ctx.on.update_status(), unit_state(port)) as manager:
         access = local_access(manager.charm.desired)

@@ -24,6 +24,7 @@ def plan(**options: object) -> RegistryPlan:
         listen_host="",
         realm="docker-registry",
         http_secret="s3cr3t",
+        unit_address="10.0.0.1",
         primary_address="10.0.0.1",
     )
 
