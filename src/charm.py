@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Juju machine charm for a private container registry and registry mirror.
 
-Every event that can change what the registry should be goes through one
-reconcile path: decide the desired state (`plan.py`), apply it
-(`registry.py`). Status is reported from collect-status only.
+Wiring only. Every event that can change what the registry should be goes
+through one reconcile path: decide the desired state (`state/`), apply it
+(`workload/`), publish relation data (`relations/`). Actions go to their
+handlers (`actions/`). Status is reported from collect-status only.
 """
 
 from __future__ import annotations
@@ -15,20 +16,16 @@ from urllib.parse import urlsplit
 
 import ops
 
-import cert_provider
-import client_config
-import docker_registry
-import images
-import peer
-import push
-import website
-from config import CharmConfig, InvalidConfigError, is_absolute_url
-from garbage_collect import GarbageCollectError, GarbageCollectParams, collect_garbage
-from machine import Machine, UbuntuMachine
-from plan import RegistryPlan, plan_registry, template_environment
-from registry import Registry
-from registry_api import RegistryAPIError, RegistryClient, local_access
-from tls import ServerTLS
+from actions import client_config, images, push
+from actions.garbage_collect import GarbageCollectError, GarbageCollectParams, collect_garbage
+from relations import cert_provider, docker_registry, peer, website
+from state.config import CharmConfig, InvalidConfigError
+from state.plan import RegistryPlan, plan_registry, template_environment
+from state.settings import is_absolute_url
+from state.tls import ServerTLS
+from workload.machine import Machine, UbuntuMachine
+from workload.registry import Registry
+from workload.registry_api import RegistryAPIError, RegistryClient, local_access
 
 logger = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ import pytest
 from ops import testing
 
 from charm_context import unit_state
-from registry_api import LocalAccess, RegistryAPIError, RegistryClient, local_access
 from support import oci, pki, skopeo
 from support.containerd import Containerd, HostEndpoint, write_hosts_toml
 from support.registry import RegistryProcess
 from support.wait import free_port
+from workload.registry_api import LocalAccess, RegistryAPIError, RegistryClient, local_access
 
 pytestmark = pytest.mark.e2e
 

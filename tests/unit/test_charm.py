@@ -10,7 +10,7 @@ import pytest
 from ops import testing
 
 from charm_context import tls_config, unit_state, with_config
-from peer import SECRET_ID_KEY, SECRET_LABEL
+from relations.peer import SECRET_ID_KEY, SECRET_LABEL
 from support import pki
 
 SERVICE = "docker-registry"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -134,6 +136,46 @@ def test_ruff_lint_and_format():
     assert check.returncode == 0, check.stdout + check.stderr
     fmt = run(tool("ruff"), "format", "--check", ".")
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def lint_imports(src: Path) -> subprocess.CompletedProcess[str]:
+    """import-linter's contracts (pyproject.toml) checked against the packages in `src`."""
+    return subprocess.run(
+        [tool("lint-imports"), "--config", str(PROJECT / "pyproject.toml"), "--no-cache"],
+        cwd=PROJECT,
+        env={**os.environ, "PYTHONPATH": str(src)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_imports_run_one_way_with_no_cycle():
+    result = lint_imports(PROJECT / "src")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "bad_import", "contract"),
+    [
+        ("state/plan.py", "from workload import registry", "actions and relations use"),
+        ("workload/machine.py", "from relations import peer", "actions and relations use"),
+        ("relations/peer.py", "from actions import push", "actions and relations use"),
+        ("state/mirrors.py", "from state import config", "no import cycle"),
+    ],
+)
+def test_the_import_contracts_catch_a_wrong_import(tmp_path, module, bad_import, contract):
+    src = tmp_path / "src"
+    shutil.copytree(PROJECT / "src", src)
+    target = src / module
+    # Inside a function, where an import dodging a cycle would hide.
+    target.write_text(target.read_text() + f"\n\ndef _sneaky():\n    {bad_import}\n")
+    result = lint_imports(src)
+    assert result.returncode != 0
+    assert contract in result.stdout
+    assert "BROKEN" in result.stdout
 
 
 def test_pyright_type_checks():

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from plan import RegistryPlan
-from registry import SERVICE_USER, Registry
+from state.plan import RegistryPlan
+from workload.registry import SERVICE_USER, Registry
 
 GC_TIMEOUT = 6 * 3600.0
 

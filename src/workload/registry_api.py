@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 
-from config import BasicAuth
-from plan import RegistryPlan
-from tls import load_certificates
+from state.plan import RegistryPlan
+from state.settings import BasicAuth
+from state.tls import load_certificates
 
 LOOPBACK = "127.0.0.1"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost")

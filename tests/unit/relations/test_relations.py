@@ -10,7 +10,7 @@ import yaml
 from ops import testing
 
 from charm_context import charm_context, tls_config, unit_state, with_config, with_relation
-from peer import SECRET_ID_KEY, SECRET_LABEL
+from relations.peer import SECRET_ID_KEY, SECRET_LABEL
 from support import pki
 from tls_providers import answered as tls_answered
 from tls_providers import current_provider_answer, easyrsa_answer

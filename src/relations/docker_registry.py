@@ -12,8 +12,8 @@ import json
 
 import ops
 
-import databag
-from plan import RegistryPlan
+from relations import databag
+from state.plan import RegistryPlan
 
 ENDPOINT = "docker-registry"
 

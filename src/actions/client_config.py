@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 import jinja2
 
-from mirrors import HOST
-from plan import RegistryPlan
+from state.mirrors import HOST
+from state.plan import RegistryPlan
 
 DEFAULT_HOSTS_DIR = "/etc/containerd/certs.d"
 # containerd's own default endpoint for docker.io images.

@@ -12,8 +12,8 @@ import yaml
 from ops import testing
 
 from charm_context import PROJECT, unit_state, with_config
-from config import CharmConfig
-from plan import RegistryPlan, plan_registry, template_environment
+from state.config import CharmConfig
+from state.plan import RegistryPlan, plan_registry, template_environment
 from support import pki
 from support.registry import RegistryProcess
 

@@ -2,7 +2,7 @@
 
 It writes the files the registry reads (only when their content changed),
 restarts the service only then, asks the registry itself whether it answers,
-and reads its version. What to write is decided elsewhere (`plan.py`).
+and reads its version. What to write is decided in `state/`.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from pathlib import Path
 
 import bcrypt
 
-import front
-from front import FrontPlan
-from machine import Machine
-from plan import RegistryPlan
+from state import front
+from state.front import FrontPlan
+from state.plan import RegistryPlan
+from workload.machine import Machine
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from charm_context import PROJECT, b64
-from config import CharmConfig
-from plan import RegistryPlan, plan_registry, template_environment
+from state.config import CharmConfig
+from state.plan import RegistryPlan, plan_registry, template_environment
 from support import pki
 
 TEMPLATES = template_environment(PROJECT)

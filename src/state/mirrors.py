@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from config import Upstream, is_absolute_url
+from state.settings import Upstream, is_absolute_url
 
 OPTION = "cache-mirrors"
 HOST = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$")

@@ -15,9 +15,10 @@ from urllib.parse import urlsplit
 
 import jinja2
 
-from config import BasicAuth, CharmConfig, TokenAuth, Upstream
-from front import UMASK, FrontPlan, plan_front
-from tls import ServerTLS
+from state.config import CharmConfig
+from state.front import UMASK, FrontPlan, plan_front
+from state.settings import BasicAuth, TokenAuth, Upstream
+from state.tls import ServerTLS
 
 CONFIG_PATH = "/etc/docker/registry/config.yml"
 HTPASSWD_PATH = "/etc/docker/registry/htpasswd"

@@ -7,12 +7,12 @@ import dataclasses
 import pytest
 from ops import testing
 
+from actions.push import ImageCopy, InvalidPushError, parse_reference, plan_copies
 from charm_context import unit_state, with_config
-from config import BasicAuth
-from push import ImageCopy, InvalidPushError, parse_reference, plan_copies
-from registry_api import _api_error, _path_only, local_access
+from state.settings import BasicAuth
+from state.tls import ServerTLS
 from support import oci, pki
-from tls import ServerTLS
+from workload.registry_api import _api_error, _path_only, local_access
 
 OWN = ("10.0.0.5:5000", "127.0.0.1:5000")
 DIGEST = "sha256:" + "ab" * 32

@@ -30,8 +30,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from config import BasicAuth
-from registry_api import LocalAccess
+from state.settings import BasicAuth
+from workload.registry_api import LocalAccess
 
 COPY_TIMEOUT = 3600.0
 FILE_TRANSPORTS = ("oci-archive", "docker-archive", "oci")

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
-from urllib.parse import urlsplit
 
-from tls import ServerTLS, TLSMaterialError, check_server_tls, decode_base64_pem, load_certificates
-
-if TYPE_CHECKING:
-    from mirrors import Mirror
+from state.mirrors import Mirror, parse_mirrors
+from state.settings import BasicAuth, Storage, TokenAuth, Upstream, is_absolute_url
+from state.tls import (
+    ServerTLS,
+    TLSMaterialError,
+    check_server_tls,
+    decode_base64_pem,
+    load_certificates,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -37,56 +40,6 @@ class InvalidConfigError(ValueError):
     def options(self) -> list[str]:
         """The names of the options at fault, in order."""
         return [options for options, _ in self.problems]
-
-
-@dataclass(frozen=True)
-class BasicAuth:
-    """htpasswd credentials clients log in with."""
-
-    user: str
-    password: str = field(repr=False)
-
-
-@dataclass(frozen=True)
-class TokenAuth:
-    """Delegated token auth: a token server issues bearer tokens."""
-
-    realm: str
-    service: str
-    issuer: str
-    root_certs_pem: str
-
-
-@dataclass(frozen=True)
-class Upstream:
-    """A registry this one caches (pull-through), with optional credentials."""
-
-    url: str
-    username: str = ""
-    password: str = field(default="", repr=False)
-
-
-@dataclass(frozen=True)
-class Storage:
-    """The one storage driver and its parameters, as the registry names them."""
-
-    driver: Literal["filesystem", "s3", "swift"]
-    params: dict[str, str | int | bool] = field(default_factory=dict, repr=False)
-
-    @property
-    def shared(self) -> bool:
-        """Whether all units see the same images (object storage)."""
-        return self.driver != "filesystem"
-
-
-def is_absolute_url(value: str, schemes: tuple[str, ...] = ("http", "https")) -> bool:
-    """Whether `value` is an absolute URL with one of `schemes` and a host."""
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        return False
-    return parts.scheme in schemes and bool(parts.hostname)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -272,8 +225,6 @@ class CharmConfig:
         return problems
 
     def _check_mirrors(self) -> list[tuple[str, str]]:
-        from mirrors import parse_mirrors
-
         mirrors, problems = parse_mirrors(self.cache_mirrors)
         self._derive("mirrors", mirrors)
         return problems

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from push import InvalidReferenceError, Reference, parse_own_reference
-from registry_api import RegistryAPIError, RegistryClient
+from actions.push import InvalidReferenceError, Reference, parse_own_reference
+from workload.registry_api import RegistryAPIError, RegistryClient
 
 DELETE_DISABLED = (
     "the registry does not allow deleting (storage-delete is off); "

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import ops
 import yaml
 
-import databag
-from peer import UnitAddress
+from relations import databag
+from relations.peer import UnitAddress
 
 ENDPOINT = "website"
 SERVER_CHECKS = "check inter 2000 rise 2 fall 5 maxconn 4096"

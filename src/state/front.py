@@ -9,7 +9,7 @@ to that upstream's cache with the prefix removed, and everything else to the
 main registry. Behind it every registry listens on a unix socket, so no
 loopback ports need to be reserved; each enforces the same auth.
 
-Like `plan.py`, this only decides: `registry.py` applies the result.
+Like `plan.py`, this only decides: `workload/registry.py` applies the result.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import jinja2
 
-from config import Storage, Upstream
-from mirrors import Mirror
-from tls import ServerTLS
+from state.mirrors import Mirror
+from state.settings import Storage, Upstream
+from state.tls import ServerTLS
 
 SERVICE_TEMPLATE = "docker-registry-mirror@"
 HAPROXY_SERVICE = "haproxy"

@@ -26,8 +26,8 @@ from charmlibs.interfaces.tls_certificates import (
     TLSCertificatesRequiresV4,
 )
 
-import databag
-from tls import ServerTLS, TLSMaterialError, check_server_tls
+from relations import databag
+from state.tls import ServerTLS, TLSMaterialError, check_server_tls
 
 logger = logging.getLogger(__name__)
 
