@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from charm_context import PROJECT, b64
+from charm_context import CONFIG, PROJECT, b64
 from state.config import CharmConfig
 from state.plan import RegistryPlan, plan_registry, template_environment
 from support import pki
@@ -187,6 +187,16 @@ def test_s3_storage_applies_every_option():
         "loglevel": "debug",
     }
     assert plan(storage_s3_region="r", storage_s3_bucket="b").data_dir is None
+
+
+@pytest.mark.parametrize(
+    ("options", "v4auth"), [({}, True), ({"storage_s3_skip_v4_auth": True}, False)]
+)
+def test_s3_signs_v4_unless_told_otherwise(options, v4auth):
+    """The established charm always signed v4; a unit refreshed with it unset still does."""
+    config = rendered(storage_s3_region="r", storage_s3_bucket="b", **options)
+    assert config["storage"]["s3"]["v4auth"] is v4auth
+    assert CONFIG["options"]["storage-s3-skip-v4-auth"]["default"] is False
 
 
 def test_swift_storage_wins_over_s3():
