@@ -32,7 +32,7 @@ import yaml
 
 DEFAULT_SERVICE: dict[str, Any] = {
     "service_name": "haproxy_service",
-    "service_host": "0.0.0.0",  # noqa: S104 - what the charms bind
+    "service_host": "0.0.0.0",
     "service_port": 80,
     "service_options": ["balance leastconn", "cookie SRVNAME insert"],
     "server_options": ["maxconn 100 cookie S{i} check"],
@@ -90,7 +90,7 @@ def services(
             entry["service_name"],
             Service(
                 entry["service_name"],
-                entry.get("service_host", "0.0.0.0"),  # noqa: S104
+                entry.get("service_host", "0.0.0.0"),
                 int(entry.get("service_port", 0)),
                 _as_list(entry.get("service_options", [])),
                 _as_list(entry.get("server_options", [])),

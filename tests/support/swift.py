@@ -96,7 +96,7 @@ class SwiftAllInOne:
         request = urllib.request.Request(
             self.auth_url, headers={"X-Auth-User": self.username, "X-Auth-Key": KEY}
         )
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=10) as response:
             return response.headers["X-Auth-Token"], response.headers["X-Storage-Url"]
 
     def create_container(self, name: str) -> None:
@@ -113,7 +113,7 @@ class SwiftAllInOne:
         request = urllib.request.Request(
             f"{storage_url}/{path}", method=method, headers={"X-Auth-Token": token}
         )
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=10) as response:
             return response.read()
 
     def _write_config(self) -> None:
