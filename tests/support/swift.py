@@ -22,10 +22,6 @@ USER = "tester"
 KEY = "testing"
 REGION = "us-east-1"  # s3api's default location: SigV4 credential scopes name it
 BACKENDS = ("account", "container", "object")
-# Order matters: s3api turns an S3 request into a Swift one that tempauth then
-# checks; slo and dlo join the segments of multipart uploads (S3) and of the
-# registry's Swift driver; copy serves S3 CopyObject.
-PIPELINE = "catch_errors gatekeeper proxy-logging cache listing_formats s3api tempauth copy slo dlo proxy-logging proxy-server"  # noqa: E501
 
 
 class SwiftAllInOne:
@@ -130,7 +126,10 @@ class SwiftAllInOne:
                 f"mount_check = false\n\n[pipeline:main]\npipeline = {name}-server\n\n"
                 f"[app:{name}-server]\nuse = egg:swift#{name}\n"
             )
-        # Each filter of the pipeline: its entry point in the swift egg, its settings.
+        # The proxy's pipeline, in order: each filter's entry point in the swift
+        # egg and its settings. s3api turns an S3 request into a Swift one that
+        # tempauth then checks; slo and dlo join the segments of S3 multipart
+        # uploads and of the registry's Swift driver; copy serves S3 CopyObject.
         filters = {
             "catch_errors": ("catch_errors", ""),
             "gatekeeper": ("gatekeeper", ""),
@@ -147,8 +146,9 @@ class SwiftAllInOne:
             f"[filter:{name}]\nuse = egg:swift#{egg}\n{extra}\n"
             for name, (egg, extra) in filters.items()
         ]
+        pipeline = " ".join([*filters, "proxy-logging", "proxy-server"])
         (self.workdir / "proxy.conf").write_text(
-            f"{common}bind_port = {self.port}\n\n[pipeline:main]\npipeline = {PIPELINE}\n\n"
+            f"{common}bind_port = {self.port}\n\n[pipeline:main]\npipeline = {pipeline}\n\n"
             "[app:proxy-server]\nuse = egg:swift#proxy\naccount_autocreate = true\n\n"
             + "\n".join(sections)
         )
