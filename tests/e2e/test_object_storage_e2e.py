@@ -8,15 +8,20 @@ what the registry sent, so the signature version is read off the wire.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from pathlib import Path
 
 import pytest
 from ops import testing
 
-from charm_context import unit_state
-from support import oci, skopeo
+from charm_context import PROXY_ADDRESS, app_unit_state, charm_context, unit_state, website_address
+from local_machine import LocalMachine
+from support import haproxy_charm, oci, skopeo
+from support.haproxy import HAProxy, servers_by_backend
 from support.swift import REGION, SwiftAllInOne
+from support.tcp_relay import TcpRelay
+from support.wait import free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -96,3 +101,65 @@ def test_swift_push_and_pull(ctx, machine, port, swift, image, tmp_path):
         name.startswith("files/docker/registry/v2/repositories/swift/app/") for name in stored
     )
     assert not (machine.root / "srv/registry/docker").exists()
+
+
+def test_three_units_on_s3_all_active_behind_haproxy(swift, s3_wire, image, tmp_path):
+    """Shared storage: every unit an active server; an image pushed through one pulls through each.
+
+    The units are on one loopback, each registry on its own port; haproxy
+    reaches unit N at its own address on the leader's port, which a relay
+    passes to that unit's registry, as the network between machines would.
+    """
+    config = s3_config(swift, f"http://{s3_wire.netloc}")
+    ports = [free_port() for _ in range(3)]
+    units = [0, 1, 2]
+    stats = tmp_path / "stats.sock"
+    with contextlib.ExitStack() as stack:
+        databags = {}
+        for n in units:
+            machine = stack.enter_context(LocalMachine.temporary())
+            ctx = charm_context(machine, unit_id=n)
+            state = app_unit_state(
+                n,
+                ports[n],
+                leader=n == 0,
+                units=units,
+                config=config,
+            )
+            proxy = state.get_relations("website")[0]
+            state = ctx.run(ctx.on.relation_changed(proxy, remote_unit=0), state)
+            ready = testing.ActiveStatus(f"Ready at {PROXY_ADDRESS}:{ports[n]} (http, proxied).")
+            assert state.unit_status == ready, machine.log("docker-registry")
+            databags[f"docker-registry/{n}"] = state.get_relations("website")[0].local_unit_data
+            stack.enter_context(
+                TcpRelay(("127.0.0.1", ports[n]), host=website_address(n), port=ports[0])
+            )
+        services = haproxy_charm.services(databags)
+        assert services is not None
+        cfg = haproxy_charm.haproxy_cfg(services, bind_host=PROXY_ADDRESS, stats_socket=str(stats))
+        stack.enter_context(HAProxy(cfg, wait_ports=[ports[0]], host=PROXY_ADDRESS))
+
+        def all_up() -> list[dict[str, str]] | None:
+            servers = servers_by_backend(stats)["docker-registry"]
+            return servers if all(s["status"] == "UP" for s in servers) else None
+
+        servers = wait_for(all_up, timeout=30, what="haproxy to see every unit UP")
+        assert [(s["svname"], s["bck"]) for s in servers] == [
+            ("docker-registry-0", "0"),
+            ("docker-registry-1", "0"),
+            ("docker-registry-2", "0"),
+        ]
+        push_and_pull(image, f"127.0.0.1:{ports[1]}", "shared/app:v1", tmp_path)
+        for netloc in [
+            f"127.0.0.1:{ports[0]}",
+            f"127.0.0.1:{ports[2]}",
+            f"{PROXY_ADDRESS}:{ports[0]}",
+        ]:
+            pulled = tmp_path / f"pulled-{netloc}"
+            skopeo.copy(
+                f"docker://{netloc}/shared/app:v1", f"oci:{pulled}:v1", src_tls_verify=False
+            )
+            assert (
+                skopeo.inspect_digest(f"docker://{netloc}/shared/app:v1", tls_verify=False)
+                == image[1]
+            )
