@@ -139,9 +139,9 @@ def test_three_units_on_s3_all_active_behind_haproxy(swift, s3_wire, image, tmp_
         cfg = haproxy_charm.haproxy_cfg(services, bind_host=PROXY_ADDRESS, stats_socket=str(stats))
         stack.enter_context(HAProxy(cfg, wait_ports=[ports[0]], host=PROXY_ADDRESS))
 
-        def all_up() -> list[dict[str, str]] | None:
+        def all_up() -> list[dict[str, str]]:
             servers = servers_by_backend(stats)["docker-registry"]
-            return servers if all(s["status"] == "UP" for s in servers) else None
+            return servers if all(s["status"] == "UP" for s in servers) else []
 
         servers = wait_for(all_up, timeout=30, what="haproxy to see every unit UP")
         assert [(s["svname"], s["bck"]) for s in servers] == [
