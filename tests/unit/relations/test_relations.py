@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 import pytest
 import yaml
 from ops import testing
 
-from charm import DockerRegistryCharm
 from charm_context import (
-    PROJECT,
     charm_context,
     tls_config,
     unit_state,
@@ -20,8 +17,6 @@ from charm_context import (
     with_relation,
 )
 from relations.peer import SECRET_ID_KEY, SECRET_LABEL, WEBSITE_ADDRESS_KEY
-from state.config import CharmConfig
-from state.plan import plan_registry, template_environment
 from support import pki
 from tls_providers import answered as tls_answered
 from tls_providers import current_provider_answer, easyrsa_answer
@@ -305,25 +300,6 @@ def test_every_haproxy_unit_is_named_and_clients_get_the_lowest(ctx, port):
     # haproxy/2, not haproxy/10 (which sorts first as text).
     assert decoded(state.get_relation(registry.id).local_unit_data)["registry_netloc"] == (
         f"10.9.9.2:{port}"
-    )
-
-
-def test_references_through_any_haproxy_unit_name_this_registry():
-    """Actions take `<any haproxy unit>:<port>/repo` as this registry's own references."""
-    plan = plan_registry(
-        CharmConfig(),
-        templates=template_environment(PROJECT),
-        root=Path("/unit-root"),
-        listen_host="",
-        realm="docker-registry",
-        http_secret="s",
-        unit_address="10.0.0.1",
-        primary_address="10.0.0.1",
-        proxy_addresses=["10.9.9.2", "10.9.9.10"],
-    )
-    assert plan.netloc == "10.9.9.2:5000"
-    assert {"10.9.9.2:5000", "10.9.9.10:5000", "10.0.0.1:5000"} <= set(
-        DockerRegistryCharm._own_netlocs(plan)
     )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from charm import DockerRegistryCharm
 from charm_context import CONFIG, PROJECT, b64
 from state.config import CharmConfig
 from state.plan import RegistryPlan, plan_registry, template_environment
@@ -16,7 +17,7 @@ TEMPLATES = template_environment(PROJECT)
 ROOT = Path("/unit-root")
 
 
-def plan(**options: object) -> RegistryPlan:
+def plan(proxy_addresses: tuple[str, ...] = (), **options: object) -> RegistryPlan:
     return plan_registry(
         CharmConfig(**options),  # type: ignore[arg-type]
         templates=TEMPLATES,
@@ -26,6 +27,7 @@ def plan(**options: object) -> RegistryPlan:
         http_secret="s3cr3t",
         unit_address="10.0.0.1",
         primary_address="10.0.0.1",
+        proxy_addresses=proxy_addresses,
     )
 
 
@@ -269,3 +271,12 @@ def test_values_are_quoted_safely():
     config = rendered(registry_name='x: "y"\nz', http_host="http://h:1/#{{x}}")
     assert config["log"]["fields"]["service"] == 'x: "y"\nz'
     assert config["http"]["host"] == "http://h:1/#{{x}}"
+
+
+def test_clients_get_the_first_proxy_and_actions_take_any():
+    """Actions take `<any haproxy unit>:<port>/repo` as this registry's own references."""
+    p = plan(proxy_addresses=("10.9.9.2", "10.9.9.10"))
+    assert p.netloc == "10.9.9.2:5000"
+    assert p.proxied
+    netlocs = DockerRegistryCharm._own_netlocs(p)
+    assert {"10.9.9.2:5000", "10.9.9.10:5000", "10.0.0.1:5000"} <= set(netlocs)
