@@ -32,7 +32,7 @@ def plan(proxy_addresses: tuple[str, ...] = (), **options: object) -> RegistryPl
 
 
 def rendered(**options: object) -> dict:
-    return yaml.safe_load(plan(**options).config_yaml)
+    return yaml.safe_load(plan((), **options).config_yaml)
 
 
 def test_defaults_match_the_established_charm():
