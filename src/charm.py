@@ -208,9 +208,8 @@ class DockerRegistryCharm(ops.CharmBase):
         try:
             results = client_config.render(
                 desired,
+                event.load_params(client_config.ClientConfigParams),
                 templates=self.templates,
-                hosts_dir=event.params["hosts-dir"],
-                mirror_of=event.params["mirror-of"],
             )
         except client_config.ClientConfigError as e:
             event.fail(str(e))
