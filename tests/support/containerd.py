@@ -215,6 +215,8 @@ class Containerd:
     def _ready(self) -> bool:
         assert self._proc is not None
         self._proc.check_alive()
+        if not os.path.exists(self.address):
+            return False  # ctr would wait for the socket and miss an early exit
         self.ctr("version", timeout=5)
         if self.cri_registry is not None:
             self.cri.status("probe.invalid/ready:1")  # refused until the CRI plugin is up
