@@ -110,8 +110,9 @@ class Containerd:
         self._env: dict[str, str] | None = None
 
     def _config(self) -> str:
-        disabled = _DISABLED_PLUGINS if self.cri_registry is not None else (CRI_PLUGIN,)
-        disabled = tuple(dict.fromkeys((*disabled, *_DISABLED_PLUGINS)))
+        disabled = _DISABLED_PLUGINS
+        if self.cri_registry is None:
+            disabled = (CRI_PLUGIN, *disabled)
         config = (
             "version = 2\n"
             f"root = {_toml_str(str(self.root))}\n"
