@@ -164,6 +164,28 @@ def test_containerd_charm_node_pulls_through_cri(
         assert pulled_digest(cri_containerd, f"gcr.io/{APP_REPO}") == digest
 
 
+def test_unrelated_nodes_need_the_password_added_as_the_readme_says(
+    ctx, port, node, cri_containerd, image, tmp_path
+):
+    config = SECURITY["tls-auth"]
+    state, _ = registry_state(
+        ctx, port, config, lambda: push(image, port, config, OWN_REPO, tmp_path)
+    )
+    listed = json.loads(client_config(ctx, state)["custom-registries-unrelated"])
+    assert config["auth-basic-password"] not in json.dumps(listed)
+    own = f"{REGISTRY_NAME}:{port}/{OWN_REPO}"
+    registries, _ = node.registries(custom_registries=json.dumps(listed))
+    cri_containerd.restart(cri_registry=registry_toml(registries), trusted_pem=b"")
+    with pytest.raises(CRIError, match="401 Unauthorized"):
+        cri_containerd.cri.pull(own, timeout=60)
+    # The README's jq: map(if .username then .password = $p else . end)
+    password = config["auth-basic-password"]
+    added = [{**r, "password": password} if "username" in r else r for r in listed]
+    registries, _ = node.registries(custom_registries=json.dumps(added))
+    cri_containerd.restart(cri_registry=registry_toml(registries), trusted_pem=b"")
+    assert pulled_digest(cri_containerd, own) == image[1]
+
+
 def test_the_unrelated_list_with_the_relation_stops_containerd(ctx, port, node, tmp_path):
     """Why client-config prints two lists: the wrong one on a related node is fatal."""
     state, relation = registry_state(ctx, port, SECURITY["tls-auth"])
