@@ -219,9 +219,8 @@ class DockerRegistryCharm(ops.CharmBase):
         try:
             results = client_config.render(
                 desired,
+                event.load_params(client_config.ClientConfigParams),
                 templates=self.templates,
-                hosts_dir=event.params["hosts-dir"],
-                mirror_of=event.params["mirror-of"],
             )
         except client_config.ClientConfigError as e:
             event.fail(str(e))
@@ -345,6 +344,9 @@ class DockerRegistryCharm(ops.CharmBase):
             )
         else:
             how = f"{desired.scheme}, proxied" if desired.proxied else desired.scheme
+            if desired.tls is None and self.model.relations[docker_registry.ENDPOINT]:
+                # The containerd charm gives nodes a scheme-less endpoint: https.
+                how += "; containerd nodes need TLS"
             event.add_status(ops.ActiveStatus(f"Ready at {desired.netloc} ({how})."))
         relation_tls = self.relation_tls
         if isinstance(relation_tls, ops.WaitingStatus) and (
