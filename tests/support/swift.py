@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import urllib.request
 
 from ._proc import ManagedProcess, owned_tempdir, run
@@ -76,6 +77,7 @@ class SwiftAllInOne:
         for proc in reversed(self._procs):
             proc.stop()
         self._procs = []
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> SwiftAllInOne:
         return self.start()
