@@ -32,7 +32,7 @@ INVALID = [
     ("docker.io: [https://r]", "cache-mirrors: docker.io: give a URL or a mapping"),
     ("docker.io: {url: https://r, user: u}", "docker.io: unknown keys user (expected url,"),
     ("docker.io: {url: https://r, username: 7}", "docker.io: url, username and password must"),
-    ("docker.io: https://u:hunter2@r", "docker.io: put credentials in username and password"),
+    ("docker.io: https://u:hunter2@r", "docker.io: url must not hold credentials"),
     ("docker.io: {url: https://r, username: u}", "docker.io: set username and password both"),
 ]
 
@@ -75,7 +75,7 @@ def b64(data: bytes) -> str:
 
 
 CA = pki.make_ca()
-CERT, KEY = pki.issue(CA, "registry", ["10.0.0.1"])
+CERT, KEY = pki.issue(CA, "registry", ["10.0.0.1", "127.0.0.1"])
 TLS = {"tls_cert_blob": b64(CERT), "tls_key_blob": b64(KEY), "tls_ca_blob": b64(CA.cert_pem)}
 
 
