@@ -65,7 +65,7 @@ class Storage:
 # unquoted (shell, systemd, haproxy): no quotes, backslash, `$` or backtick.
 URL_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!&()*+,;=%]*")
 HOST_NAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?")
-SECRET_URI = re.compile(r"secret:(?://[0-9a-f-]{36}/)?[0-9a-v]{20}")
+SECRET_URI = re.compile(r"secret:(?://[0-9a-f-]{36}/)?[0-9a-z]{20}")
 """A Juju secret's URI, as `juju add-secret` prints it."""
 
 

@@ -11,6 +11,7 @@ import base64
 import binascii
 import datetime
 import ipaddress
+import re
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -22,6 +23,10 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 GO_CURVES = ("secp256r1", "secp384r1", "secp521r1")
 """The named curves Go's TLS stack serves with (explicit parameters it cannot take)."""
 EXPIRY_WARNING = datetime.timedelta(days=30)
+# The DER of the prime- and binary-field OIDs, found only in explicit EC
+# parameters (a named curve is one OID). cryptography loads such keys; Go does not.
+EXPLICIT_EC_FIELDS = (bytes.fromhex("06072a8648ce3d0101"), bytes.fromhex("06072a8648ce3d0102"))
+PEM_BODY = re.compile(r"-----BEGIN [A-Z ]+-----(.*?)-----END [A-Z ]+-----", re.S)
 
 
 class TLSMaterialError(ValueError):
@@ -97,7 +102,9 @@ def load_private_key(pem: str) -> PrivateKeyTypes:
         key = serialization.load_pem_private_key(pem.encode(), password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise TLSMaterialError("not an unencrypted PEM private key") from None
-    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name not in GO_CURVES:
+    if isinstance(key, ec.EllipticCurvePrivateKey) and (
+        key.curve.name not in GO_CURVES or _explicit_ec(_pem_der(pem))
+    ):
         raise TLSMaterialError(f"EC keys must use a named curve: {', '.join(GO_CURVES)}")
     if not isinstance(
         key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)
@@ -106,7 +113,22 @@ def load_private_key(pem: str) -> PrivateKeyTypes:
     return key
 
 
+def _pem_der(pem: str) -> bytes:
+    """The DER inside the first PEM block."""
+    match = PEM_BODY.search(pem)
+    try:
+        return base64.b64decode("".join(match[1].split())) if match else b""
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def _explicit_ec(der: bytes) -> bool:
+    return any(field in der for field in EXPLICIT_EC_FIELDS)
+
+
 def _public_bytes(cert: x509.Certificate) -> bytes:
+    if _explicit_ec(cert.public_bytes(serialization.Encoding.DER)):
+        raise TLSMaterialError("certificate: EC keys must use a named curve")
     try:
         return cert.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
