@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import ops
 
+from state.settings import is_host
+
 ENDPOINT = "peer"
 SECRET_LABEL = "http-secret"  # noqa: S105 - a name, not a secret
 SECRET_ID_KEY = "http-secret-id"  # noqa: S105 - a name, not a secret
@@ -38,7 +40,7 @@ def http_secret(charm: ops.CharmBase) -> str | None:
         return None
     try:
         return charm.model.get_secret(id=secret_id).get_content()["http-secret"]
-    except (ops.SecretNotFoundError, ops.ModelError, KeyError):
+    except (ops.SecretNotFoundError, ops.ModelError, KeyError, ValueError):
         return None
 
 
@@ -56,13 +58,16 @@ class UnitAddress:
 
 
 def unit_addresses(charm: ops.CharmBase, own_address: str) -> list[UnitAddress]:
-    """This unit and the peers Juju has told us about, oldest first."""
+    """This unit and the peers Juju has told us about, oldest first.
+
+    A peer whose address is not an IP address or host name is left out.
+    """
     units = [UnitAddress(charm.unit.name, own_address)]
     relation = charm.model.get_relation(ENDPOINT)
     if relation is not None:
         for unit in relation.units:
             data = relation.data[unit]
             address = data.get("ingress-address") or data.get("private-address")
-            if address:
+            if address and is_host(address):
                 units.append(UnitAddress(unit.name, address))
     return sorted(units, key=lambda unit: unit.number)

@@ -323,8 +323,9 @@ def test_garbage_from_a_current_provider_does_not_raise(ctx, port):
     )
     state = unit_state(port, relations=[testing.PeerRelation("peer"), tls])
     state = ctx.run(ctx.on.relation_changed(tls, remote_unit=0), state)
-    assert state.unit_status == testing.WaitingStatus(
-        "Waiting for a certificate from cert-provider"
+    assert state.unit_status == testing.BlockedStatus(
+        "cert-provider sent data that does not parse:"
+        " its certificates are not the interface's JSON"
     )
 
 
