@@ -127,6 +127,14 @@ def systemd_environment_file(environment: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def haproxy_word(value: object) -> str:
+    """`value` as one single-quoted haproxy.cfg word (no escapes or `$` expansion inside)."""
+    text = str(value)
+    if "'" in text or not text.isprintable():
+        raise ValueError(f"cannot quote {text!r} for haproxy.cfg")
+    return f"'{text}'"
+
+
 def template_environment(charm_dir: Path) -> jinja2.Environment:
     """The jinja2 environment for the charm's `templates/` folder."""
     environment = jinja2.Environment(
@@ -138,6 +146,7 @@ def template_environment(charm_dir: Path) -> jinja2.Environment:
         autoescape=False,  # noqa: S701 - renders YAML and systemd units, not HTML
     )
     environment.filters["yaml"] = yaml_scalar
+    environment.filters["haproxy"] = haproxy_word
     return environment
 
 
