@@ -11,24 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import yaml
 from hypothesis import given
-from ops import testing
 
-from charm_context import PROJECT, charm_context, unit_state
+from charm_context import PROJECT
 from fuzz.budget import COUNTS, budget
 from fuzz.strategies import CONFIG_OPTIONS, config_changes
-from local_machine import LocalMachine
 from state.config import CharmConfig, InvalidConfigError
 from state.plan import PlanError, RegistryPlan, plan_registry, template_environment
 from support.files import snapshot
-from support.wait import free_port
 
 TEMPLATES = template_environment(PROJECT)
 DROPIN_DIRECTIVES = {
@@ -141,31 +134,6 @@ REAL_OPTIONS = [
 """Every option that reaches the registry without an outside service: object storage
 and pull-through caches need their remote end (a cache exits when it cannot reach its
 upstream, see the README)."""
-
-
-@dataclasses.dataclass
-class Unit:
-    """One unit kept across examples: its machine, context and last state."""
-
-    machine: LocalMachine
-    ctx: testing.Context
-    state: testing.State
-    base: dict
-    foreign: Path
-
-
-@pytest.fixture(scope="module")
-def unit() -> Iterator[Unit]:
-    machine = LocalMachine(Path(tempfile.mkdtemp(prefix="fuzz-", dir="/tmp")))
-    foreign = machine.root / "etc/ssl/certs/ca-certificates.crt"
-    foreign.parent.mkdir(parents=True)
-    foreign.write_bytes(b"the system's CA bundle")
-    ctx = charm_context(machine)
-    state = ctx.run(ctx.on.install(), unit_state(free_port()))
-    assert state.unit_status.name == "active"
-    yield Unit(machine, ctx, state, dict(state.config), foreign)
-    machine.close()
-    shutil.rmtree(machine.root, ignore_errors=True)
 
 
 @budget(200)
