@@ -6,7 +6,6 @@ every file stays byte-identical (content and mode) and nothing restarts.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -184,26 +183,6 @@ def test_tls_files_the_charm_wrote_elsewhere_go_when_tls_goes(ctx, machine, port
     state = ctx.run(ctx.on.config_changed(), testing.State(**{**vars(state), "config": plain}))
     assert not ca.exists()
     assert state.unit_status.name == "active"
-
-
-def test_a_privileged_port_is_served(ctx, machine):
-    """Port 443 or so: the unit-level drop-in grants the bind; here the test runs as root."""
-    port = _free_privileged_port()
-    state = ctx.run(ctx.on.install(), unit_state(port))
-    assert state.unit_status == testing.ActiveStatus(f"Ready at 127.0.0.1:{port} (http).")
-    dropin = machine.root / "etc/systemd/system/docker-registry.service.d/10-juju.conf"
-    assert "AmbientCapabilities=CAP_NET_BIND_SERVICE" in dropin.read_text().splitlines()
-
-
-def _free_privileged_port() -> int:
-    for candidate in range(1023, 900, -1):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", candidate))
-            except OSError:
-                continue
-            return candidate
-    pytest.skip("no free port below 1024 on 127.0.0.1")
 
 
 def test_a_certificate_close_to_expiry_is_reported_while_serving(ctx, port):
