@@ -12,7 +12,6 @@ the remote application databag (current).
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 from collections.abc import Callable
@@ -33,7 +32,7 @@ from charmlibs.interfaces.tls_certificates._tls_certificates import (
 )
 
 from relations import databag
-from state.settings import is_host
+from state.settings import is_host, is_ip
 from state.tls import ServerTLS, TLSMaterialError, check_server_tls
 
 logger = logging.getLogger(__name__)
@@ -58,20 +57,12 @@ class CertificateRequest:
     @property
     def ips(self) -> list[str]:
         """The SANs that are IP addresses."""
-        return [san for san in self.sans if _is_ip(san)]
+        return [san for san in self.sans if is_ip(san)]
 
     @property
     def dns_names(self) -> list[str]:
         """The SANs that are host names."""
-        return [san for san in self.sans if not _is_ip(san)]
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
+        return [san for san in self.sans if not is_ip(san)]
 
 
 def legacy_name(unit_name: str) -> str:

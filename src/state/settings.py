@@ -98,13 +98,18 @@ def is_absolute_url(value: str) -> bool:
     return url_problem(value) is None
 
 
-def is_host(value: str) -> bool:
-    """Whether `value` is an IP address or an ASCII host name (no port)."""
+def is_ip(value: str) -> bool:
+    """Whether `value` is an IPv4 or IPv6 address."""
     try:
         ipaddress.ip_address(value)
     except ValueError:
-        return len(value) <= 253 and HOST_NAME.fullmatch(value) is not None
+        return False
     return True
+
+
+def is_host(value: str) -> bool:
+    """Whether `value` is an IP address or an ASCII host name (no port)."""
+    return is_ip(value) or (len(value) <= 253 and HOST_NAME.fullmatch(value) is not None)
 
 
 def is_secret_uri(value: str) -> bool:

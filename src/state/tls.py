@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
+from state.settings import is_ip
+
 GO_CURVES = ("secp256r1", "secp384r1", "secp521r1")
 """The named curves Go's TLS stack serves with (explicit parameters it cannot take)."""
 EXPIRY_WARNING = datetime.timedelta(days=30)
@@ -50,21 +52,13 @@ class ServerTLS:
         try:
             wanted = ipaddress.ip_address(host)
         except ValueError:
-            return any(_dns_match(name, host) for name in self.names if not _is_ip(name))
-        return any(_is_ip(name) and ipaddress.ip_address(name) == wanted for name in self.names)
+            return any(_dns_match(name, host) for name in self.names if not is_ip(name))
+        return any(is_ip(name) and ipaddress.ip_address(name) == wanted for name in self.names)
 
     def expires_soon(self, now: datetime.datetime | None = None) -> bool:
         """Whether the certificate expires within EXPIRY_WARNING."""
         now = now or datetime.datetime.now(datetime.timezone.utc)
         return self.not_after is not None and self.not_after - now < EXPIRY_WARNING
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _dns_match(pattern: str, host: str) -> bool:

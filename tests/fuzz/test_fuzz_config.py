@@ -16,14 +16,13 @@ from pathlib import Path
 import yaml
 from hypothesis import given
 
-from charm_context import PROJECT
 from fuzz.budget import COUNTS, budget
 from fuzz.strategies import CONFIG_OPTIONS, config_changes
 from state.config import CharmConfig, InvalidConfigError
-from state.plan import PlanError, RegistryPlan, plan_registry, template_environment
+from state.plan import PlanError, RegistryPlan
+from support import plans
 from support.files import snapshot
 
-TEMPLATES = template_environment(PROJECT)
 DROPIN_DIRECTIVES = {
     "[Service]",
     "Restart=on-failure",
@@ -76,19 +75,6 @@ def check_rendered(plan: RegistryPlan, config: CharmConfig) -> None:
             assert yaml.safe_load(mirror.config_yaml)["proxy"]["remoteurl"] == mirror.upstream_url
 
 
-def plan(config: CharmConfig) -> RegistryPlan:
-    return plan_registry(
-        config,
-        templates=TEMPLATES,
-        root=Path("/"),
-        listen_host="",
-        realm="docker-registry",
-        http_secret="s",
-        unit_address="127.0.0.1",
-        primary_address="127.0.0.1",
-    )
-
-
 @budget(6000)
 @given(config_changes())
 def test_config_without_processes(changes):
@@ -100,7 +86,7 @@ def test_config_without_processes(changes):
         check_refusal(e, changes)
         return
     try:
-        desired = plan(config)
+        desired = plans.plan(config, root=Path("/"), address="127.0.0.1")
     except PlanError:
         family["refused by the plan"] += 1
         return

@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from charm_context import PROJECT, b64
-from state.config import CharmConfig
-from state.plan import RegistryPlan, plan_registry, template_environment
+from charm_context import b64
 from support import pki
+from support.plans import UNIT_ROOT, plan
 
-TEMPLATES = template_environment(PROJECT)
-ROOT = Path("/unit-root")
-
-
-def plan(**options: object) -> RegistryPlan:
-    return plan_registry(
-        CharmConfig(**options),  # type: ignore[arg-type]
-        templates=TEMPLATES,
-        root=ROOT,
-        listen_host="",
-        realm="docker-registry",
-        http_secret="s3cr3t",
-        unit_address="10.0.0.1",
-        primary_address="10.0.0.1",
-    )
+ROOT = UNIT_ROOT
 
 
-def rendered(**options: object) -> dict:
+def rendered(**options: Any) -> dict:
     return yaml.safe_load(plan(**options).config_yaml)
 
 

@@ -10,15 +10,21 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from charm_context import PROJECT
 from state.config import CharmConfig, InvalidConfigError
-from state.plan import RegistryPlan, plan_registry, template_environment
+from state.plan import RegistryPlan
+from support import plans
 
-TEMPLATES = template_environment(PROJECT)
 PACKAGED_UNIT = Path("/lib/systemd/system/docker-registry.service")
+
+
+def plan(root: Path, **options: Any) -> RegistryPlan:
+    return plans.plan(root=root, address="127.0.0.1", listen_host="127.0.0.1", **options)
+
+
 DROPIN = [
     "[Service]",
     "Restart=on-failure",
@@ -37,19 +43,6 @@ INJECTIONS = [
     "http://p:1/\x00",
     "http://p\u2028:1/",
 ]
-
-
-def plan(root: Path, **options: object) -> RegistryPlan:
-    return plan_registry(
-        CharmConfig(**options),  # type: ignore[arg-type]
-        templates=TEMPLATES,
-        root=root,
-        listen_host="127.0.0.1",
-        realm="docker-registry",
-        http_secret="s",
-        unit_address="127.0.0.1",
-        primary_address="127.0.0.1",
-    )
 
 
 def directives(text: str) -> list[str]:
