@@ -19,8 +19,8 @@ import ops
 from actions import client_config, images, push
 from actions.garbage_collect import GarbageCollectError, GarbageCollectParams, collect_garbage
 from relations import cert_provider, docker_registry, peer, website
-from state.config import CharmConfig, InvalidConfigError
-from state.plan import RegistryPlan, plan_registry, template_environment
+from state.config import CharmConfig, InvalidConfigError, secret_uris
+from state.plan import PlanError, RegistryPlan, plan_registry, template_environment
 from state.settings import is_absolute_url
 from state.tls import ServerTLS
 from workload.machine import Machine, UbuntuMachine
@@ -96,7 +96,7 @@ class DockerRegistryCharm(ops.CharmBase):
     def _plan(self, *, maintenance: bool = False) -> RegistryPlan | ops.StatusBase:
         """The registry's plan; `maintenance` makes it read-only for garbage collection."""
         try:
-            config = self.load_config(CharmConfig)
+            config = self.load_config(CharmConfig, secrets=self._config_secrets())
         except InvalidConfigError as e:
             return ops.BlockedStatus(f"Invalid charm config: {e}")
         http_secret = peer.http_secret(self)
@@ -105,6 +105,38 @@ class DockerRegistryCharm(ops.CharmBase):
         relation_tls = self.relation_tls
         if isinstance(relation_tls, ops.BlockedStatus) and config.tls is None:
             return relation_tls
+        if (
+            isinstance(relation_tls, ops.WaitingStatus)
+            and config.tls is None
+            and config.http_host.startswith("https:")
+        ):
+            return relation_tls
+        try:
+            plan = self._plan_registry(config, http_secret, relation_tls, maintenance=maintenance)
+        except PlanError as e:
+            return ops.BlockedStatus(str(e))
+        if problems := self.registry.path_problems(plan):
+            return ops.BlockedStatus(f"Invalid charm config: {'; '.join(problems)}")
+        return plan
+
+    def _config_secrets(self) -> dict[str, dict[str, str] | None]:
+        """The content of each Juju secret the options name; None where we may not read it."""
+        contents: dict[str, dict[str, str] | None] = {}
+        for uri in secret_uris(self.config):
+            try:
+                contents[uri] = self.model.get_secret(id=uri).get_content(refresh=True)
+            except (ops.SecretNotFoundError, ops.ModelError):
+                contents[uri] = None
+        return contents
+
+    def _plan_registry(
+        self,
+        config: CharmConfig,
+        http_secret: str,
+        relation_tls: ServerTLS | ops.StatusBase | None,
+        *,
+        maintenance: bool,
+    ) -> RegistryPlan:
         return plan_registry(
             config,
             templates=self.templates,
@@ -347,7 +379,10 @@ class DockerRegistryCharm(ops.CharmBase):
             if desired.tls is None and self.model.relations[docker_registry.ENDPOINT]:
                 # The containerd charm gives nodes a scheme-less endpoint: https.
                 how += "; containerd nodes need TLS"
-            event.add_status(ops.ActiveStatus(f"Ready at {desired.netloc} ({how})."))
+            expiry = ""
+            if desired.tls and desired.tls.not_after and desired.tls.expires_soon():
+                expiry = f" The certificate expires on {desired.tls.not_after:%Y-%m-%d}."
+            event.add_status(ops.ActiveStatus(f"Ready at {desired.netloc} ({how}).{expiry}"))
         relation_tls = self.relation_tls
         if isinstance(relation_tls, ops.WaitingStatus) and (
             isinstance(desired, RegistryPlan) and desired.tls is None

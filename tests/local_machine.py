@@ -124,9 +124,22 @@ class LocalMachine:
         units = [f"{template}@", service] if at else [service]
         dropins = [self.root / f"etc/systemd/system/{unit}.service.d" for unit in units]
         for dropin in (path for folder in dropins for path in sorted(folder.glob("*.conf"))):
-            for match in re.finditer(r'^Environment="([^=]+)=(.*)"$', dropin.read_text(), re.M):
+            text = dropin.read_text()
+            for match in re.finditer(r'^Environment="([^=]+)=(.*)"$', text, re.M):
                 env[match[1]] = match[2].replace('\\"', '"').replace("%%", "%")
+            for match in re.finditer(r"^EnvironmentFile=-?(/.*)$", text, re.M):
+                env.update(self._environment_file(self.root / match[1].lstrip("/")))
         return env
+
+    @staticmethod
+    def _environment_file(path: Path) -> dict[str, str]:
+        """`NAME="value"` lines with backslash escapes, as systemd reads an EnvironmentFile."""
+        lines = path.read_text().splitlines() if path.exists() else []
+        return {
+            match[1]: re.sub(r"\\(.)", r"\1", match[2])
+            for line in lines
+            if (match := re.fullmatch(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"', line))
+        }
 
     def log(self, service: str) -> str:
         """What the service printed so far."""

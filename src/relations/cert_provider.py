@@ -12,7 +12,6 @@ the remote application databag (current).
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 from collections.abc import Callable
@@ -23,10 +22,17 @@ from charmlibs.interfaces.tls_certificates import (
     CertificateRequestAttributes,
     Mode,
     ProviderCapabilities,
+    ProviderCertificate,
+    TLSCertificatesError,
     TLSCertificatesRequiresV4,
+)
+from charmlibs.interfaces.tls_certificates._tls_certificates import (
+    DataValidationError,
+    _ProviderApplicationData,
 )
 
 from relations import databag
+from state.settings import is_host, is_ip
 from state.tls import ServerTLS, TLSMaterialError, check_server_tls
 
 logger = logging.getLogger(__name__)
@@ -43,28 +49,57 @@ class CertificateRequest:
     common_name: str
     sans: tuple[str, ...]
 
+    def __post_init__(self):
+        # Names come from relations too (the proxy's address): keep the ones a
+        # certificate can carry, so that a remote charm's garbage cannot break the CSR.
+        object.__setattr__(self, "sans", tuple(san for san in self.sans if is_host(san)))
+
     @property
     def ips(self) -> list[str]:
         """The SANs that are IP addresses."""
-        return [san for san in self.sans if _is_ip(san)]
+        return [san for san in self.sans if is_ip(san)]
 
     @property
     def dns_names(self) -> list[str]:
         """The SANs that are host names."""
-        return [san for san in self.sans if not _is_ip(san)]
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
+        return [san for san in self.sans if not is_ip(san)]
 
 
 def legacy_name(unit_name: str) -> str:
     """How the legacy protocol names a unit in its keys: `docker-registry_0`."""
     return unit_name.replace("/", "_")
+
+
+class DefensiveRequires(TLSCertificatesRequiresV4):
+    """The current-generation requirer, reading the provider's certificates one by one.
+
+    The library parses every certificate in the provider's databag on every
+    event it observes and raises on the first that does not parse, failing
+    every hook until the relation goes. Here a bad entry is skipped and
+    remembered, for the unit's status.
+    """
+
+    unparsable: str | None = None
+    """Why the provider's data did not parse, if it did not."""
+
+    def _load_provider_certificates(self) -> list[ProviderCertificate]:
+        relation = self.model.get_relation(self.relationship_name)
+        self.unparsable = None
+        if relation is None or relation.app is None:
+            return []
+        try:
+            data = _ProviderApplicationData.load(relation.data[relation.app])
+        except (DataValidationError, ops.ModelError, ValueError, TypeError):
+            if relation.data[relation.app].get("certificates"):
+                self.unparsable = "its certificates are not the interface's JSON"
+            return []
+        certificates = []
+        for entry in data.certificates:
+            try:
+                certificates.append(entry.to_provider_certificate(relation_id=relation.id))
+            except (TLSCertificatesError, ValueError, TypeError) as e:
+                self.unparsable = f"a certificate, CA or CSR does not parse ({e})"
+        return certificates
 
 
 class CertProvider(ops.Object):
@@ -74,7 +109,7 @@ class CertProvider(ops.Object):
         super().__init__(charm, ENDPOINT)
         self._unit = charm.unit
         self._request = request
-        self.current = TLSCertificatesRequiresV4(
+        self.current = DefensiveRequires(
             charm,
             ENDPOINT,
             certificate_requests=self._current_requests,
@@ -140,6 +175,9 @@ class CertProvider(ops.Object):
                 return self._current_certificate()
         except TLSMaterialError as e:
             return ops.BlockedStatus(f"cert-provider sent an unusable certificate: {e}")
+        except (TLSCertificatesError, ValueError, TypeError) as e:
+            logger.warning("cert-provider data does not parse: %s", e)
+            return ops.BlockedStatus("cert-provider sent data that does not parse")
         return ops.WaitingStatus(WAITING)
 
     def _legacy_certificate(self, data: ops.RelationDataContent) -> ServerTLS | ops.StatusBase:
@@ -154,6 +192,10 @@ class CertProvider(ops.Object):
     def _current_certificate(self) -> ServerTLS | ops.StatusBase:
         certificates, key = self.current.get_assigned_certificates()
         usable = [c for c in certificates if not c.revoked]
+        if not usable and self.current.unparsable:
+            return ops.BlockedStatus(
+                f"cert-provider sent data that does not parse: {self.current.unparsable}"
+            )
         if not usable or key is None:
             return ops.WaitingStatus(WAITING)
         provided = usable[0]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import ops
 
 from relations import databag
+from state.settings import is_host
 
 ENDPOINT = "peer"
 SECRET_LABEL = "http-secret"  # noqa: S105 - a name, not a secret
@@ -44,7 +45,7 @@ def http_secret(charm: ops.CharmBase) -> str | None:
         return None
     try:
         return charm.model.get_secret(id=secret_id).get_content()["http-secret"]
-    except (ops.SecretNotFoundError, ops.ModelError, KeyError):
+    except (ops.SecretNotFoundError, ops.ModelError, KeyError, ValueError):
         return None
 
 
@@ -74,7 +75,8 @@ def unit_addresses(
     """This unit and the peers Juju has told us about, oldest first.
 
     With `shared_key`, a peer's address is the one it shared under that key
-    (its ingress address on the peer relation until it has).
+    (its ingress address on the peer relation until it has). A peer whose
+    address is not an IP address or host name is left out.
     """
     units = [UnitAddress(charm.unit.name, own_address)]
     relation = charm.model.get_relation(ENDPOINT)
@@ -83,6 +85,6 @@ def unit_addresses(
             data = relation.data[unit]
             shared = data.get(shared_key) if shared_key else None
             address = shared or data.get("ingress-address") or data.get("private-address")
-            if address:
+            if address and is_host(address):
                 units.append(UnitAddress(unit.name, address))
     return sorted(units, key=lambda unit: unit.number)

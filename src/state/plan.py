@@ -18,15 +18,25 @@ import jinja2
 
 from state.config import CharmConfig
 from state.front import UMASK, FrontPlan, plan_front
-from state.settings import BasicAuth, TokenAuth, Upstream
+from state.settings import (
+    CONFIG_PATH,
+    DATA_DIR,
+    DROPIN_PATH,
+    ENVIRONMENT_PATH,
+    HTPASSWD_PATH,
+    TOKEN_ROOT_CERTS_PATH,
+    BasicAuth,
+    TokenAuth,
+    Upstream,
+    is_host,
+)
 from state.tls import ServerTLS
 
-CONFIG_PATH = "/etc/docker/registry/config.yml"
-HTPASSWD_PATH = "/etc/docker/registry/htpasswd"
-TOKEN_ROOT_CERTS_PATH = "/etc/docker/registry/token-root-certs.pem"  # noqa: S105 - a name, not a secret
-DATA_DIR = "/srv/registry"
-DROPIN_PATH = "/etc/systemd/system/docker-registry.service.d/10-juju.conf"
 NO_PROXY = "localhost,127.0.0.1,::1"
+
+
+class PlanError(ValueError):
+    """Inputs that are each valid but do not work together; the message names them."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,9 @@ class RegistryPlan:
 
     config_yaml: str = field(repr=False)
     dropin: str
+    environment: str | None = field(repr=False)
+    """The services' EnvironmentFile (the outbound proxy); None: no file."""
+    environment_path: Path
     config_path: Path
     htpasswd_path: Path
     token_root_certs_path: Path
@@ -86,9 +99,51 @@ class RegistryPlan:
         return self.tls.ca_pem if self.tls else None
 
 
+def yaml_scalar(value: object) -> str:
+    r"""`value` as a YAML scalar the registry's parser (go-yaml v2) reads back unchanged.
+
+    Strings are double-quoted and printable ASCII: go-yaml refuses raw
+    characters outside the Basic Multilingual Plane and escaped surrogate
+    pairs (what JSON writes for them), but reads `\UXXXXXXXX`.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    out = []
+    for char in str(value):
+        code = ord(char)
+        if char in '"\\':
+            out.append("\\" + char)
+        elif 0x20 <= code < 0x7F:
+            out.append(char)
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return '"' + "".join(out) + '"'
+
+
+def systemd_environment_file(environment: dict[str, str]) -> str:
+    """An EnvironmentFile= for systemd, each value double-quoted and escaped."""
+    lines = ["# Managed by the docker-registry charm; changes made here are overwritten."]
+    for name, value in sorted(environment.items()):
+        escaped = "".join("\\" + c if c in '"\\`$' else c for c in value)
+        lines.append(f'{name}="{escaped}"')
+    return "\n".join(lines) + "\n"
+
+
+def haproxy_word(value: object) -> str:
+    """`value` as one single-quoted haproxy.cfg word (no escapes or `$` expansion inside)."""
+    text = str(value)
+    if "'" in text or not text.isprintable():
+        raise ValueError(f"cannot quote {text!r} for haproxy.cfg")
+    return f"'{text}'"
+
+
 def template_environment(charm_dir: Path) -> jinja2.Environment:
     """The jinja2 environment for the charm's `templates/` folder."""
-    return jinja2.Environment(
+    environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(charm_dir / "templates"),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -96,6 +151,21 @@ def template_environment(charm_dir: Path) -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,  # noqa: S701 - renders YAML and systemd units, not HTML
     )
+    environment.filters["yaml"] = yaml_scalar
+    environment.filters["haproxy"] = haproxy_word
+    return environment
+
+
+def check_scheme(scheme: str, tls: ServerTLS | None, config: CharmConfig) -> None:
+    """Refuse an `http-host` whose scheme is not how the registry serves."""
+    source = "tls-cert-blob" if config.tls else "cert-provider"
+    if scheme == "https" and tls is None:
+        raise PlanError(
+            "http-host: https:// but the registry has no certificate"
+            " (set tls-cert-blob and tls-key-blob, or relate cert-provider)"
+        )
+    if scheme == "http" and tls is not None:
+        raise PlanError(f"http-host: http:// but the registry serves TLS ({source})")
 
 
 def plan_registry(
@@ -127,14 +197,30 @@ def plan_registry(
 
     tls = config.tls or relation_tls
     scheme = "https" if tls else "http"
+    for source, address in (
+        *(("website", proxy) for proxy in proxy_addresses),
+        ("peer", primary_address),
+    ):
+        if not is_host(address):
+            raise PlanError(f"{source}: {address[:64]!r} is not an IP address or host name")
     if config.http_host:
-        netloc = urlsplit(config.http_host).netloc
+        parts = urlsplit(config.http_host)
+        netloc, host, reached = parts.netloc, parts.hostname or "", "http-host"
         url = config.http_host.rstrip("/")
+        check_scheme(parts.scheme, tls, config)
     else:
         host = proxy_addresses[0] if proxy_addresses else primary_address
-        host = f"[{host}]" if ":" in host else host
-        netloc = f"{host}:{config.registry_port}"
+        reached = "the proxy on website" if proxy_addresses else "the unit"
+        netloc = (
+            f"[{host}]:{config.registry_port}" if ":" in host else f"{host}:{config.registry_port}"
+        )
         url = f"{scheme}://{netloc}"
+    if tls and not tls.names_host(host):
+        source = "tls-cert-blob" if config.tls else "cert-provider"
+        raise PlanError(
+            f"{source}: the certificate does not name {host}, where clients reach the"
+            f" registry ({reached})"
+        )
     tls_paths = TLSPaths(
         on_host(config.tls_cert_path), on_host(config.tls_key_path), on_host(config.tls_ca_path)
     )
@@ -211,11 +297,14 @@ def plan_registry(
     if proxy_environment:
         proxy_environment["NO_PROXY"] = NO_PROXY
     dropin = templates.get_template("dropin.conf.j2").render(
-        environment=proxy_environment, umask=front and UMASK
+        environment_path=ENVIRONMENT_PATH if proxy_environment else None,
+        umask=front and UMASK,
     )
     return RegistryPlan(
         config_yaml=config_yaml,
         dropin=dropin,
+        environment=systemd_environment_file(proxy_environment) if proxy_environment else None,
+        environment_path=on_host(ENVIRONMENT_PATH),
         data_dir=data_dir,
         tls_paths=tls_paths,
         port=config.registry_port,

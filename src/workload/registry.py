@@ -24,6 +24,7 @@ from pathlib import Path
 import bcrypt
 
 from state import front
+from state.config import CHARM_FILES
 from state.front import FrontPlan
 from state.plan import RegistryPlan
 from workload.machine import Machine
@@ -38,6 +39,8 @@ READY_TIMEOUT = 30.0
 # pull: 5 is what `htpasswd -B` uses (a few ms; cost 12 took 0.36 s a request).
 BCRYPT_COST = 5
 BCRYPT_PREFIX = b"$2b$%02d$" % BCRYPT_COST
+WRITTEN_RECORD = "/etc/docker/registry/.written-by-charm"
+"""The files the charm wrote at paths an option chose: the only such files it removes."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,41 @@ class Registry:
 
     def __init__(self, machine: Machine):
         self.machine = machine
+        self._record_path = machine.root / WRITTEN_RECORD.lstrip("/")
+
+    def _written(self) -> set[str]:
+        if not self._record_path.is_file():
+            return set()
+        return set(self._record_path.read_text().splitlines())
+
+    def _record(self, path: Path, written: bool) -> None:
+        """Remember (or forget) that the charm wrote `path`."""
+        record = self._written()
+        updated = record | {str(path)} if written else record - {str(path)}
+        if updated != record:
+            self._record_path.parent.mkdir(parents=True, exist_ok=True)
+            self._record_path.write_text("".join(f"{p}\n" for p in sorted(updated)))
+
+    def _own(self, path: Path) -> bool:
+        """Whether the charm may remove or change `path`: its own file, or one it wrote."""
+        own = {self.machine.root / name.lstrip("/") for name in CHARM_FILES}
+        return path in own or str(path) in self._written()
+
+    def path_problems(self, plan: RegistryPlan) -> list[str]:
+        """Why the TLS files cannot be written where the options say, before anything is."""
+        if plan.tls is None:
+            return []
+        problems = []
+        for option, path in (
+            ("tls-cert-path", plan.tls_paths.cert),
+            ("tls-key-path", plan.tls_paths.key),
+            ("tls-ca-path", plan.tls_paths.ca),
+        ):
+            if path.is_symlink() or (path.exists() and not path.is_file()):
+                problems.append(f"{option}: {path} is not a regular file")
+            elif path.exists() and not self._own(path) and path.parent != plan.config_path.parent:
+                problems.append(f"{option}: {path} exists and was not written by the charm")
+        return problems
 
     def install(self) -> None:
         """Install the registry and skopeo from the Ubuntu archive."""
@@ -90,6 +128,11 @@ class Registry:
         shared_changed = self._write_htpasswd(plan) | self._write(
             plan.token_root_certs_path,
             FileSpec(plan.token_auth.root_certs_pem) if plan.token_auth else None,
+        )
+        # systemd reads the environment file as root: it stays root's, mode 0600.
+        shared_changed |= self._write(
+            plan.environment_path,
+            FileSpec(plan.environment, 0o600) if plan.environment else None,
         )
         changed |= shared_changed
         if self._write(plan.dropin_path, FileSpec(plan.dropin)):
@@ -178,14 +221,18 @@ class Registry:
         }
 
     def _write(self, path: Path, spec: FileSpec | None) -> bool:
-        """Write (or remove) one file if it differs; return whether it changed."""
+        """Write (or remove) one file if it differs; return whether it changed.
+
+        Only a file the charm wrote is removed or has its mode set.
+        """
         if spec is None:
-            if path.exists():
+            if path.exists() and self._own(path):
                 path.unlink()
+                self._record(path, written=False)
                 return True
             return False
-        if path.exists() and path.read_text() == spec.content:
-            if (path.stat().st_mode & 0o777) != spec.mode:
+        if path.is_file() and path.read_bytes() == spec.content.encode():
+            if (path.stat().st_mode & 0o777) != spec.mode and self._own(path):
                 path.chmod(spec.mode)
             return False
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -197,6 +244,7 @@ class Registry:
         if spec.secret:
             self._chown(tmp)
         os.replace(tmp, path)
+        self._record(path, written=True)
         return True
 
     def _write_htpasswd(self, plan: RegistryPlan) -> bool:

@@ -87,12 +87,12 @@ def test_docker_registry_credentials_stay_strings_and_follow_config(ctx, port):
 
 def test_docker_registry_url_follows_http_host(ctx, port):
     relation = registry_relation()
-    config = {"http-host": "https://registry.example.com:443/"}
+    config = {"http-host": "http://registry.example.com:80/"}
     state = unit_state(port, config=config, relations=[testing.PeerRelation("peer"), relation])
     state = ctx.run(ctx.on.config_changed(), state)
     data = decoded(state.get_relation(relation.id).local_unit_data)
-    assert data["registry_netloc"] == "registry.example.com:443"
-    assert data["registry_url"] == "https://registry.example.com:443"
+    assert data["registry_netloc"] == "registry.example.com:80"
+    assert data["registry_url"] == "http://registry.example.com:80"
 
 
 def test_docker_registry_tls_from_config_publishes_the_ca(ctx, port):
@@ -220,7 +220,7 @@ def test_website_all_active_with_object_storage(ctx, port):
 
 
 def test_website_tls_is_passed_through(ctx, port):
-    config = tls_config(CA, "127.0.0.1")
+    config = tls_config(CA, "10.9.9.9", "127.0.0.1")
     proxy = haproxy_relation()
     state = unit_state(port, config=config, relations=[testing.PeerRelation("peer"), proxy])
     state = ctx.run(ctx.on.relation_changed(proxy, remote_unit=0), state)
@@ -420,8 +420,9 @@ def test_garbage_from_a_current_provider_does_not_raise(ctx, port):
     )
     state = unit_state(port, relations=[testing.PeerRelation("peer"), tls])
     state = ctx.run(ctx.on.relation_changed(tls, remote_unit=0), state)
-    assert state.unit_status == testing.WaitingStatus(
-        "Waiting for a certificate from cert-provider"
+    assert state.unit_status == testing.BlockedStatus(
+        "cert-provider sent data that does not parse:"
+        " its certificates are not the interface's JSON"
     )
 
 

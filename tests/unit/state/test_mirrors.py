@@ -6,18 +6,18 @@ import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from ops import testing
 
-from charm_context import PROJECT, unit_state, with_config
+from charm_context import unit_state, with_config
 from state.config import CharmConfig
-from state.plan import RegistryPlan, plan_registry, template_environment
-from support import pki
+from state.plan import RegistryPlan
+from support import pki, plans
 from support.registry import RegistryProcess
 
-TEMPLATES = template_environment(PROJECT)
 MIRRORS = "docker.io: https://registry-1.docker.io\nregistry.k8s.io: https://registry.k8s.io\n"
 CREDENTIALS = "ghcr.io: {url: https://ghcr.io, username: bot, password: hunter2}"
 
@@ -32,7 +32,7 @@ INVALID = [
     ("docker.io: [https://r]", "cache-mirrors: docker.io: give a URL or a mapping"),
     ("docker.io: {url: https://r, user: u}", "docker.io: unknown keys user (expected url,"),
     ("docker.io: {url: https://r, username: 7}", "docker.io: url, username and password must"),
-    ("docker.io: https://u:hunter2@r", "docker.io: put credentials in username and password"),
+    ("docker.io: https://u:hunter2@r", "docker.io: url must not hold credentials"),
     ("docker.io: {url: https://r, username: u}", "docker.io: set username and password both"),
 ]
 
@@ -57,17 +57,8 @@ def test_every_bad_mirror_is_named():
     assert "quay.io" not in str(error.value)
 
 
-def plan(**options: object) -> RegistryPlan:
-    return plan_registry(
-        CharmConfig(**options),  # type: ignore[arg-type]
-        templates=TEMPLATES,
-        root=Path("/"),
-        listen_host="",
-        realm="docker-registry",
-        http_secret="s3cr3t",
-        unit_address="10.0.0.1",
-        primary_address="10.0.0.1",
-    )
+def plan(**options: Any) -> RegistryPlan:
+    return plans.plan(root=Path("/"), **options)
 
 
 def b64(data: bytes) -> str:
@@ -75,7 +66,7 @@ def b64(data: bytes) -> str:
 
 
 CA = pki.make_ca()
-CERT, KEY = pki.issue(CA, "registry", ["10.0.0.1"])
+CERT, KEY = pki.issue(CA, "registry", ["10.0.0.1", "127.0.0.1"])
 TLS = {"tls_cert_blob": b64(CERT), "tls_key_blob": b64(KEY), "tls_ca_blob": b64(CA.cert_pem)}
 
 
@@ -117,9 +108,9 @@ def test_each_mirror_gets_a_cache_and_a_route_and_the_front_takes_the_port():
         == {"htpasswd": {"realm": "docker-registry", "path": "/etc/docker/registry/htpasswd"}}
     )
     haproxy = front.haproxy_config
-    assert f"bind :5000 ssl crt {front.pem_path}" in haproxy
-    assert f"acl {ghcr.backend} path_beg /v2/ghcr.io/" in haproxy
-    assert r"replace-path ^/v2/ghcr\.io/?(.*)$ /v2/\1" in haproxy
+    assert f"bind :5000 ssl crt '{front.pem_path}'" in haproxy
+    assert f"acl {ghcr.backend} path_beg '/v2/ghcr.io/'" in haproxy
+    assert r"replace-path '^/v2/ghcr\.io/?(.*)$' '/v2/\1'" in haproxy
     assert "user haproxy" in haproxy
     assert "hunter2" not in haproxy
     assert front.pem is not None

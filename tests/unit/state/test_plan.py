@@ -2,37 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from charm import DockerRegistryCharm
-from charm_context import CONFIG, PROJECT, b64
-from state.config import CharmConfig
-from state.plan import RegistryPlan, plan_registry, template_environment
+from charm_context import CONFIG, b64
 from support import pki
+from support.plans import UNIT_ROOT, plan
 
-TEMPLATES = template_environment(PROJECT)
-ROOT = Path("/unit-root")
-
-
-def plan(proxy_addresses: tuple[str, ...] = (), **options: object) -> RegistryPlan:
-    return plan_registry(
-        CharmConfig(**options),  # type: ignore[arg-type]
-        templates=TEMPLATES,
-        root=ROOT,
-        listen_host="",
-        realm="docker-registry",
-        http_secret="s3cr3t",
-        unit_address="10.0.0.1",
-        primary_address="10.0.0.1",
-        proxy_addresses=proxy_addresses,
-    )
+ROOT = UNIT_ROOT
 
 
-def rendered(**options: object) -> dict:
-    return yaml.safe_load(plan((), **options).config_yaml)
+def rendered(**options: Any) -> dict:
+    return yaml.safe_load(plan(**options).config_yaml)
 
 
 def test_defaults_match_the_established_charm():
@@ -94,7 +78,7 @@ def test_token_auth():
 
 def test_http_options_and_metrics():
     p = plan(
-        http_host="https://registry.example.com:5000",
+        http_host="http://registry.example.com:5000",
         registry_port=6000,
         debug_port=6001,
         prometheus_metrics=True,
@@ -107,7 +91,7 @@ def test_http_options_and_metrics():
     )
     config = yaml.safe_load(p.config_yaml)
     assert config["http"]["addr"] == ":6000"
-    assert config["http"]["host"] == "https://registry.example.com:5000"
+    assert config["http"]["host"] == "http://registry.example.com:5000"
     assert config["http"]["debug"] == {
         "addr": ":6001",
         "prometheus": {"enabled": True, "path": "/metrics"},
@@ -119,7 +103,7 @@ def test_http_options_and_metrics():
     assert config["storage"]["redirect"] == {"disable": False}
     assert "cache" not in config["storage"]
     assert p.ports == (6000, 6001)
-    assert (p.netloc, p.url) == ("registry.example.com:5000", "https://registry.example.com:5000")
+    assert (p.netloc, p.url) == ("registry.example.com:5000", "http://registry.example.com:5000")
 
 
 def test_pull_through_cache():
@@ -244,33 +228,63 @@ def test_tls_from_config_blobs():
     assert p.tls.ca_pem == ca.cert_pem.decode()
 
 
+DROPIN_DIRECTIVES = [
+    "[Service]",
+    "Restart=on-failure",
+    "RestartSec=5s",
+    "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+]
+
+
+def directives(unit: str) -> list[str]:
+    return [line for line in unit.splitlines() if line and not line.startswith("#")]
+
+
 @pytest.mark.parametrize(
     ("options", "environment"),
     [
-        ({}, []),
+        ({}, None),
         (
             {"registry_http_proxy": "http://proxy:3128"},
-            ['Environment="HTTP_PROXY=http://proxy:3128"', 'Environment="NO_PROXY=localhost,'],
+            ['HTTP_PROXY="http://proxy:3128"', 'NO_PROXY="localhost,127.0.0.1,::1"'],
         ),
         (
             {"registry_https_proxy": "http://user:p%40ss@proxy:3128"},
-            ['Environment="HTTPS_PROXY=http://user:p%%40ss@proxy:3128"'],
+            ['HTTPS_PROXY="http://user:p%40ss@proxy:3128"', 'NO_PROXY="localhost,127.0.0.1,::1"'],
         ),
     ],
 )
-def test_dropin_restarts_on_failure_and_carries_proxies(options, environment):
-    dropin = plan(**options).dropin
-    assert "[Service]\nRestart=on-failure\n" in dropin
-    for line in environment:
-        assert line in dropin
-    if not environment:
-        assert "Environment" not in dropin
+def test_dropin_restarts_on_failure_and_proxies_go_to_a_file(options, environment):
+    p = plan(**options)
+    if environment is None:
+        assert directives(p.dropin) == DROPIN_DIRECTIVES
+        assert p.environment is None
+    else:
+        assert directives(p.dropin) == [
+            *DROPIN_DIRECTIVES,
+            "EnvironmentFile=/etc/docker/registry/environment",
+        ]
+        assert p.environment is not None
+        assert directives(p.environment) == environment
+        assert p.environment_path == ROOT / "etc/docker/registry/environment"
 
 
 def test_values_are_quoted_safely():
-    config = rendered(registry_name='x: "y"\nz', http_host="http://h:1/#{{x}}")
+    config = rendered(registry_name='x: "y"\nz', http_host="http://h:1/#x")
     assert config["log"]["fields"]["service"] == 'x: "y"\nz'
-    assert config["http"]["host"] == "http://h:1/#{{x}}"
+    assert config["http"]["host"] == "http://h:1/#x"
+
+
+def test_characters_beyond_the_basic_plane_are_escaped_as_the_registry_reads_them():
+    # go-yaml refuses the surrogate pairs JSON writes for an emoji, and raw
+    # 4-byte UTF-8; it reads \\U escapes.
+    p = plan(registry_name="reg\U0001f680istry\x85\u2028", auth_basic_password="pw")
+    line = next(line for line in p.config_yaml.splitlines() if "service:" in line)
+    assert line.strip() == 'service: "reg\\U0001f680istry\\u0085\\u2028"'
+    assert line.isascii()
+    assert yaml.safe_load(p.config_yaml)["log"]["fields"]["service"] == (
+        "reg\U0001f680istry\x85\u2028"
+    )
 
 
 def test_clients_get_the_first_proxy_and_actions_take_any():
