@@ -30,6 +30,7 @@ from workload.registry_api import RegistryAPIError, RegistryClient, local_access
 logger = logging.getLogger(__name__)
 
 STOPPED_BY_OPERATOR = "Registry stopped by the stop action; run the start action to serve"
+STOPPED_FOR_JUJU = "Registry stopped: the unit is going away; images stay on disk"
 
 
 class DockerRegistryCharm(ops.CharmBase):
@@ -40,6 +41,7 @@ class DockerRegistryCharm(ops.CharmBase):
     def __init__(self, framework: ops.Framework):
         super().__init__(framework)
         self._stored.set_default(stopped_by_operator=False)
+        self._stopping = False
         self.registry = Registry(self.make_machine())
         self.templates = template_environment(self.charm_dir)
         # Built before our observers, so that the TLS library handles its
@@ -181,6 +183,7 @@ class DockerRegistryCharm(ops.CharmBase):
 
     def _on_stop(self, _: ops.EventBase) -> None:
         """The unit is going away: stop serving, keep the images."""
+        self._stopping = True
         self.registry.stop()
 
     def _on_start_action(self, event: ops.ActionEvent) -> None:
@@ -326,7 +329,9 @@ class DockerRegistryCharm(ops.CharmBase):
 
     def _on_collect_status(self, event: ops.CollectStatusEvent) -> None:
         desired = self.desired
-        if not isinstance(desired, RegistryPlan):
+        if self._stopping:
+            event.add_status(ops.MaintenanceStatus(STOPPED_FOR_JUJU))
+        elif not isinstance(desired, RegistryPlan):
             event.add_status(desired)
         elif self._stored.stopped_by_operator:
             event.add_status(ops.BlockedStatus(STOPPED_BY_OPERATOR))

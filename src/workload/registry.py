@@ -7,6 +7,7 @@ and reads its version. What to write is decided in `state/`.
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import logging
 import os
@@ -56,8 +57,8 @@ class Registry:
         self.machine = machine
 
     def install(self) -> None:
-        """Install the registry and skopeo from the Ubuntu archive."""
-        self.machine.install_packages(PACKAGES)
+        """Install the registry and skopeo; the registry starts only once configured."""
+        self.machine.install_packages(PACKAGES, services=(SERVICE,))
 
     def version(self) -> str | None:
         """The registry's version, e.g. "2.8.2", or None when it is not installed."""
@@ -80,6 +81,8 @@ class Registry:
         """
         if plan.front is None:
             self._remove_front()
+        else:
+            self._prepare_front(plan.front)
         if plan.data_dir is not None:
             plan.data_dir.mkdir(parents=True, exist_ok=True)
             self._chown(plan.data_dir)
@@ -98,6 +101,8 @@ class Registry:
         restarted = self._start_or_restart(SERVICE, changed)
         if plan.front is not None:
             restarted |= self._apply_front(plan.front, plan.dropin, restart_all=shared_changed)
+        else:
+            self._remove_sockets()
         return restarted
 
     def _start_or_restart(self, service: str, changed: bool) -> bool:
@@ -112,14 +117,21 @@ class Registry:
             return True
         return False
 
-    def _apply_front(self, layout: FrontPlan, dropin: str, *, restart_all: bool) -> bool:
-        """Run haproxy and one cache per mirror, restarting each only when its files changed."""
+    def _prepare_front(self, layout: FrontPlan) -> None:
+        """Install haproxy and make the socket folder before any registry moves onto a socket.
+
+        Otherwise the main registry, restarted onto its socket first, cannot
+        bind it (`no such file or directory`) while apt installs haproxy.
+        """
         if shutil.which("haproxy") is None:
-            self.machine.install_packages(front.PACKAGES)
+            self.machine.install_packages(front.PACKAGES, services=(front.HAPROXY_SERVICE,))
         layout.socket_dir.mkdir(parents=True, exist_ok=True)
         self._chown(layout.socket_dir, group="haproxy")
         layout.socket_dir.chmod(0o2750)
         self._write(layout.tmpfiles_path, FileSpec(layout.tmpfiles))
+
+    def _apply_front(self, layout: FrontPlan, dropin: str, *, restart_all: bool) -> bool:
+        """Run haproxy and one cache per mirror, restarting each only when its files changed."""
         units_changed = self._write(layout.unit_path, FileSpec(layout.unit))
         units_changed |= self._write(layout.dropin_path, FileSpec(dropin))
         if units_changed:
@@ -131,6 +143,7 @@ class Registry:
         for mirror in layout.mirrors:
             if mirror.data_dir is not None:
                 mirror.data_dir.mkdir(parents=True, exist_ok=True)
+                self._chown(mirror.data_dir.parent)
                 self._chown(mirror.data_dir)
             changed = self._write(
                 mirror.config_path, FileSpec(mirror.config_yaml, 0o600, secret=True)
@@ -165,7 +178,21 @@ class Registry:
             self._stop_mirror(config_path)
         for path in (front.PEM_PATH, front.DROPIN_PATH, front.TMPFILES_PATH, front.UNIT_PATH):
             self._write(self.machine.root / path.lstrip("/"), None)
+        for folder in (front.DROPIN_PATH.rpartition("/")[0], front.MIRROR_CONFIG_DIR):
+            _remove_if_empty(self.machine.root / folder.lstrip("/"))
         self.machine.daemon_reload()
+
+    def _remove_sockets(self) -> None:
+        """Without the front, nothing listens on the sockets: remove them and their folder.
+
+        Distribution 2.8 leaves its socket behind when it stops.
+        """
+        socket_dir = self.machine.root / front.SOCKET_DIR.lstrip("/")
+        if not socket_dir.is_dir():
+            return
+        for socket_path in socket_dir.glob("*.sock"):
+            socket_path.unlink()
+        _remove_if_empty(socket_dir)
 
     def _files(self, plan: RegistryPlan) -> dict[Path, FileSpec | None]:
         """Files only the main registry reads; None means absent."""
@@ -273,3 +300,9 @@ class Registry:
             if time.monotonic() >= deadline or not self.running():
                 return False
             time.sleep(0.2)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove a folder the charm made once it holds nothing."""
+    with contextlib.suppress(OSError):  # absent, or something else is in it
+        folder.rmdir()

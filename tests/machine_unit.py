@@ -1,0 +1,113 @@
+"""A unit of the packed charm on a booted machine (the machine tier's `Unit`).
+
+Events and actions go to `tests/machine/driver.py`, which runs inside the
+machine with the `.charm`'s interpreter and fires them with Scenario.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import scenario
+
+from support.nspawn import Machine
+
+CHARM_DIR = "/var/lib/juju/agents/unit-docker-registry-0/charm"
+DRIVER_DIR = "/opt/machine-driver"
+
+
+class Unit:
+    """A unit of the charm on a booted machine; events and actions go through the driver."""
+
+    def __init__(self, machine: Machine):
+        self.machine = machine
+        self.answers: dict[str, dict] = {}
+        """The last answer to each event, by its name."""
+        self._driver: subprocess.Popen[str] | None = None
+
+    def start_driver(self) -> None:
+        self._driver = self.machine.popen(
+            [f"{CHARM_DIR}/venv/bin/python", f"{DRIVER_DIR}/driver.py"],
+            env={
+                "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "PYTHONPATH": f"{CHARM_DIR}/lib:{CHARM_DIR}/src:{DRIVER_DIR}",
+                "LANG": "C.UTF-8",
+            },
+        )
+
+    def stop_driver(self) -> None:
+        if self._driver is not None:
+            assert self._driver.stdin is not None
+            self._driver.stdin.close()
+            self._driver.wait(timeout=30)
+            self._driver = None
+
+    def _request(self, request: dict) -> dict:
+        assert self._driver is not None
+        assert self._driver.stdin
+        assert self._driver.stdout
+        self._driver.stdin.write(json.dumps(request) + "\n")
+        self._driver.stdin.flush()
+        line = self._driver.stdout.readline()
+        if not line:
+            log = (self.machine.workdir / "driver.log").read_text(errors="replace")
+            raise AssertionError(f"the driver died: {log[-3000:]}")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise AssertionError(f"the charm raised:\n{answer['error']}")
+        return answer
+
+    def event(self, name: str, **config: object) -> dict:
+        """Fire a Juju event, with some options changed first; the unit's status after it."""
+        options = {key.replace("_", "-"): value for key, value in config.items()}
+        self.answers[name] = self._request({"event": name, "config": options})
+        return self.answers[name]
+
+    def storage(self, event: str) -> dict:
+        """Fire storage_attached or storage_detaching for the `data` storage."""
+        return self._request({"storage": event})
+
+    def action(self, name: str, **params: object) -> dict:
+        options = {key.replace("_", "-"): value for key, value in params.items()}
+        return self._request({"action": name, "params": options})
+
+    def reboot(self) -> None:
+        self.stop_driver()
+        self.machine.reboot()
+        self.start_driver()
+
+    def main_pid(self, service: str = "docker-registry") -> int:
+        done = self.machine.run(["systemctl", "show", "-P", "MainPID", service])
+        return int(done.stdout.strip())
+
+    def starts(self, service: str) -> int:
+        """How often systemd started `service` since boot (from its journal)."""
+        journal = self.machine.run(
+            ["journalctl", "--no-pager", "-o", "cat", "-u", f"{service}.service"], check=False
+        ).stdout
+        return sum(1 for line in journal.splitlines() if line.startswith("Started "))
+
+    def push_layout(self, layout: Path, name: str) -> str:
+        """Copy an OCI layout from the host into the unit; its path there."""
+        inside = f"/root/images/{name}"
+        shutil.copytree(layout, self.machine.path(inside))
+        return inside
+
+
+def install_charm(machine: Machine, charm: Path) -> None:
+    """Unpack the `.charm` where a unit keeps it, and the driver with Scenario beside it."""
+    target = machine.path(CHARM_DIR)
+    with zipfile.ZipFile(charm) as archive:
+        archive.extractall(target)
+    python = target / "venv/bin/python"
+    python.parent.mkdir(parents=True, exist_ok=True)
+    if not python.is_symlink():
+        python.symlink_to("/usr/bin/python3")  # as dispatch does
+    driver = machine.path(DRIVER_DIR)
+    driver.mkdir(parents=True)
+    shutil.copy(Path(__file__).parent / "machine" / "driver.py", driver)
+    shutil.copytree(Path(scenario.__file__).parent, driver / "scenario")
