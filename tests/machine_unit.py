@@ -13,11 +13,22 @@ import zipfile
 from pathlib import Path
 
 import scenario
+import yaml
 
 from support.nspawn import Machine
+from support.wait import wait_for
 
 CHARM_DIR = "/var/lib/juju/agents/unit-docker-registry-0/charm"
 DRIVER_DIR = "/opt/machine-driver"
+USER, PASSWORD = "admin", "machine-tier-password"
+CREDS = f"{USER}:{PASSWORD}"
+REGISTRY = "127.0.0.1:5000"
+CA_DIR = "/root/ca"
+"""Inside the unit: the test CA, for skopeo (`--cert-dir`) and the tests' HTTP requests."""
+UPSTREAM_PORT = 5100
+UPSTREAM_APP = f"docker://127.0.0.1:{UPSTREAM_PORT}/team/app:v1"
+MIRRORS = yaml.safe_dump({"upstream.test": f"http://127.0.0.1:{UPSTREAM_PORT}"})
+SERVICE_USER = "docker-registry"
 
 
 class Unit:
@@ -111,3 +122,55 @@ def install_charm(machine: Machine, charm: Path) -> None:
     driver.mkdir(parents=True)
     shutil.copy(Path(__file__).parent / "machine" / "driver.py", driver)
     shutil.copytree(Path(scenario.__file__).parent, driver / "scenario")
+
+
+def skopeo_digest(
+    machine: Machine,
+    ref: str,
+    *,
+    creds: str | None = CREDS,
+    tls: bool = True,
+    cert_dir: str = CA_DIR,
+) -> str:
+    """Pull `ref` with skopeo inside the unit (every blob) and return its manifest digest.
+
+    `cert_dir` holds the CA (`ca.crt`) and any client certificate (`*.cert`, `*.key`).
+    """
+    options = ["--cert-dir", cert_dir] if tls else ["--tls-verify=false"]
+    if creds:
+        options += ["--creds", creds]
+    machine.run(["rm", "-rf", "/tmp/pulled"])
+    copy_options = [option.replace("--", "--src-", 1) for option in options]
+    machine.run(["skopeo", "copy", *copy_options, f"docker://{ref}", "oci:/tmp/pulled:x"])
+    inspect = ["skopeo", "inspect", *options, "--format", "{{.Digest}}", f"docker://{ref}"]
+    return machine.run(inspect).stdout.strip()
+
+
+def start_upstream(unit: Unit) -> None:
+    """A plain registry inside the unit for cache-mirrors to fetch from (`UPSTREAM_APP`).
+
+    Run from the Debian package's binary, unpacked (not installed: that is
+    the charm's job).
+
+    A service enabled at boot: a pull-through cache exits when its upstream
+    does not answer as it starts (Distribution 2.8), so after a reboot the
+    mirror's cache needs it.
+    """
+    config = {
+        "version": 0.1,
+        "http": {"addr": f"127.0.0.1:{UPSTREAM_PORT}"},
+        "storage": {"filesystem": {"rootdirectory": "/var/lib/upstream"}},
+    }
+    unit.machine.run(
+        ["sh", "-c", "dpkg-deb -x /var/local/debs/docker-registry_*.deb /opt/upstream"]
+    )
+    unit.machine.path("/etc/upstream.yml").write_text(yaml.safe_dump(config))
+    unit.machine.path("/etc/systemd/system/upstream.service").write_text(
+        "[Service]\nExecStart=/opt/upstream/usr/bin/docker-registry serve /etc/upstream.yml\n"
+        "[Install]\nWantedBy=multi-user.target\n"
+    )
+    unit.machine.run(["systemctl", "enable", "--now", "upstream"])
+    wait_for(
+        lambda: unit.machine.http(f"http://127.0.0.1:{UPSTREAM_PORT}/v2/")[0] == 200,
+        what="the upstream registry",
+    )

@@ -104,6 +104,7 @@ class CharmConfig:
     tls_cert_path: str = "/etc/docker/registry/registry.crt"
     tls_key_path: str = "/etc/docker/registry/registry.key"
     tls_ca_path: str = "/etc/docker/registry/ca.crt"
+    tls_client_auth: str = ""
 
     # Derived once by validation; read these, not the raw options.
     basic_auth: BasicAuth | None = field(init=False, default=None, repr=False)
@@ -338,6 +339,8 @@ class CharmConfig:
         for option in ("tls-cert-path", "tls-key-path", "tls-ca-path"):
             if not getattr(self, option.replace("-", "_")).startswith("/"):
                 problems.append((option, "must be an absolute path"))
+        if self.tls_client_auth not in ("", "on", "off"):
+            problems.append(("tls-client-auth", 'must be "on", "off" or empty'))
         if not any(blobs.values()):
             return problems
         if not self.tls_cert_blob or not self.tls_key_blob:

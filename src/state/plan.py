@@ -68,6 +68,8 @@ class RegistryPlan:
     """The upstream the registry itself caches (cache-remoteurl)."""
     read_only: bool = False
     """Whether the registry refuses pushes (config or maintenance)."""
+    client_auth: bool = False
+    """Whether clients must present a certificate signed by the CA (mutual TLS)."""
 
     @property
     def scheme(self) -> Literal["http", "https"]:
@@ -105,6 +107,7 @@ def plan_registry(
     proxy_address: str | None = None,
     relation_tls: ServerTLS | None = None,
     maintenance: bool = False,
+    client_auth: bool = False,
 ) -> RegistryPlan:
     """The registry this unit should run.
 
@@ -113,7 +116,8 @@ def plan_registry(
     same thing. TLS from the config blobs wins over a certificate from the
     cert-provider relation: an operator who set blobs chose them on purpose.
     `maintenance` makes the storage read-only (for garbage collection)
-    whatever the config.
+    whatever the config. `client_auth` requires client certificates signed
+    by the CA (when there is one).
     """
 
     def on_host(path: str) -> Path:
@@ -132,6 +136,7 @@ def plan_registry(
     tls_paths = TLSPaths(
         on_host(config.tls_cert_path), on_host(config.tls_key_path), on_host(config.tls_ca_path)
     )
+    client_ca = tls_paths.ca if client_auth and tls and tls.ca_pem else None
     storage = config.storage
     data_dir = None if storage.shared else on_host(DATA_DIR)
     storage_params = dict(storage.params) if storage.shared else {"rootdirectory": str(data_dir)}
@@ -164,6 +169,7 @@ def plan_registry(
             debug_addr=debug_addr,
             tls=tls,
             tls_paths=tls_paths,
+            client_ca=client_ca,
             upstream=upstream,
             storage_driver=storage.driver,
             storage_params=storage_params,
@@ -181,6 +187,7 @@ def plan_registry(
             listen_host=listen_host,
             port=config.registry_port,
             tls=tls,
+            client_ca=client_ca,
             storage=storage,
             data_dir=data_dir,
             render_registry=render_registry,
@@ -224,5 +231,6 @@ def plan_registry(
         front=front,
         cache_url=config.cache.url if config.cache else None,
         read_only=read_only,
+        client_auth=client_ca is not None,
         **paths,
     )

@@ -39,6 +39,8 @@ READY_TIMEOUT = 30.0
 # pull: 5 is what `htpasswd -B` uses (a few ms; cost 12 took 0.36 s a request).
 BCRYPT_COST = 5
 BCRYPT_PREFIX = b"$2b$%02d$" % BCRYPT_COST
+CLIENT_CERTIFICATE_REFUSALS = ("TLSV13_ALERT_CERTIFICATE_REQUIRED", "SSLV3_ALERT_BAD_CERTIFICATE")
+"""How a registry requiring client certificates ends a handshake without one (OpenSSL)."""
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,8 @@ class Registry:
         if path.exists() and path.read_text() == spec.content:
             if (path.stat().st_mode & 0o777) != spec.mode:
                 path.chmod(spec.mode)
+            if spec.secret:  # e.g. the same key, written by root before (a refresh)
+                self._chown(path)
             return False
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
@@ -273,11 +277,13 @@ class Registry:
         """Whether the registry, and each mirror, answers its API base (200, or 401 with auth)."""
         paths = [f"{m.prefix}/" for m in plan.front.mirrors] if plan.front else []
         return all(
-            self._answers(f"{plan.scheme}://127.0.0.1:{plan.port}{path}", timeout)
+            self._answers(
+                f"{plan.scheme}://127.0.0.1:{plan.port}{path}", timeout, plan.client_auth
+            )
             for path in ["/v2/", *paths]
         )
 
-    def _answers(self, url: str, timeout: float) -> bool:
+    def _answers(self, url: str, timeout: float, client_auth: bool = False) -> bool:
         context = ssl.create_default_context()
         # A liveness probe of our own process on loopback: the certificate
         # names the unit's addresses, not 127.0.0.1.
@@ -288,6 +294,16 @@ class Registry:
                 return response.status == 200
         except urllib.error.HTTPError as e:
             return e.code == 401
+        except ssl.SSLError as e:
+            # With mutual TLS the registry refuses us (no client certificate) in the handshake.
+            return client_auth and e.reason in CLIENT_CERTIFICATE_REFUSALS
+        except urllib.error.URLError as e:
+            reason = e.reason
+            return (
+                client_auth
+                and isinstance(reason, ssl.SSLError)
+                and reason.reason in CLIENT_CERTIFICATE_REFUSALS
+            )
         except (OSError, ValueError):
             return False
 

@@ -73,7 +73,8 @@ def handle(
             state = ctx.run(ctx.on.action(request["action"], params=request["params"]), state)
         except testing.ActionFailed as e:
             answer["failure"] = e.message
-            state = e.state
+            if isinstance(e.state, testing.State):
+                state = e.state
         answer["results"] = ctx.action_results
         answer["logs"] = ctx.action_logs
     else:

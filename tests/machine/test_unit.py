@@ -9,65 +9,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from charm_context import tls_config
-from machine_unit import Unit
+from machine_unit import (
+    CA_DIR,
+    MIRRORS,
+    PASSWORD,
+    REGISTRY,
+    SERVICE_USER,
+    UPSTREAM_APP,
+    USER,
+    Unit,
+    skopeo_digest,
+    start_upstream,
+)
 from support import pki
-from support.nspawn import Machine, MachineError
+from support.nspawn import MachineError
 from support.wait import wait_for
-
-USER, PASSWORD = "admin", "machine-tier-password"
-CREDS = f"{USER}:{PASSWORD}"
-REGISTRY = "127.0.0.1:5000"
-CA_DIR = "/root/ca"
-UPSTREAM_PORT = 5100
-MIRRORS = yaml.safe_dump({"upstream.test": f"http://127.0.0.1:{UPSTREAM_PORT}"})
-SERVICE_USER = "docker-registry"
-
-
-def skopeo_digest(machine: Machine, ref: str, *, creds: str | None = CREDS) -> str:
-    """Pull `ref` with skopeo inside the unit (every blob) and return its manifest digest."""
-    argv = ["skopeo", "copy", "--src-cert-dir", CA_DIR, f"docker://{ref}", "oci:/tmp/pulled:x"]
-    if creds:
-        argv[2:2] = ["--src-creds", creds]
-    machine.run(["rm", "-rf", "/tmp/pulled"])
-    machine.run(argv)
-    inspect = ["skopeo", "inspect", "--cert-dir", CA_DIR, "--format", "{{.Digest}}"]
-    if creds:
-        inspect += ["--creds", creds]
-    return machine.run([*inspect, f"docker://{ref}"]).stdout.strip()
-
-
-def start_upstream(unit: Unit, layout: str) -> None:
-    """A plain registry inside the unit, holding one image, for cache-mirrors to fetch from.
-
-    A service enabled at boot: a pull-through cache exits when its upstream
-    does not answer as it starts (Distribution 2.8), so after a reboot the
-    mirror's cache needs it.
-    """
-    config = {
-        "version": 0.1,
-        "http": {"addr": f"127.0.0.1:{UPSTREAM_PORT}"},
-        "storage": {"filesystem": {"rootdirectory": "/var/lib/upstream"}},
-    }
-    unit.machine.path("/etc/upstream.yml").write_text(yaml.safe_dump(config))
-    unit.machine.path("/etc/systemd/system/upstream.service").write_text(
-        "[Service]\nExecStart=/usr/bin/docker-registry serve /etc/upstream.yml\n"
-        "[Install]\nWantedBy=multi-user.target\n"
-    )
-    unit.machine.run(["systemctl", "enable", "--now", "upstream"])
-    unit.machine.run(
-        [
-            "skopeo",
-            "copy",
-            "--retry-times",
-            "10",
-            "--dest-tls-verify=false",
-            f"oci:{layout}:v1",
-            f"docker://127.0.0.1:{UPSTREAM_PORT}/team/app:v1",
-        ]
-    )
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +108,10 @@ def test_metrics(unit: Unit):
 
 
 def test_cache_mirrors_on_a_running_unit(unit: Unit, images):
-    start_upstream(unit, "/root/images/app0")
+    start_upstream(unit)
+    unit.machine.run(
+        ["skopeo", "copy", "--dest-tls-verify=false", "oci:/root/images/app0:v1", UPSTREAM_APP]
+    )
     answer = unit.event("config_changed", cache_mirrors=MIRRORS)
     # Before the fix the main registry moved onto its socket before apt had
     # installed haproxy and the socket folder existed: Blocked until the next hook.
