@@ -33,9 +33,12 @@ def _no_controller() -> str | None:
     return None if done.returncode == 0 else "no Juju controller"
 
 
-@pytest.fixture(scope="session")
-def charm_file() -> Path:
-    """The `.charm` to deploy: $CHARM_FILE, or the one scripts/pack-charm or CI wrote."""
+@pytest.fixture(scope="module")
+def charm_file(juju: jubilant.Juju) -> Path:
+    """The `.charm` to deploy: $CHARM_FILE, or the one scripts/pack-charm or CI wrote.
+
+    After `juju`, which skips the tier where there is no controller.
+    """
     given = os.environ.get("CHARM_FILE")
     found = [Path(given)] if given else sorted(PROJECT.glob("*.charm"))
     found += sorted((PROJECT / "build").glob("*.charm"))

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from charm_context import PROJECT, b64
-from state.config import CharmConfig
+from state.config import CharmConfig, InvalidConfigError
 from state.plan import RegistryPlan, plan_registry, template_environment
 from support import pki
 
@@ -17,6 +17,8 @@ ROOT = Path("/unit-root")
 
 
 def plan(**options: object) -> RegistryPlan:
+    """The plan for these options; `client_auth=True` as the charm decides it."""
+    client_auth = bool(options.pop("client_auth", False))
     return plan_registry(
         CharmConfig(**options),  # type: ignore[arg-type]
         templates=TEMPLATES,
@@ -26,6 +28,7 @@ def plan(**options: object) -> RegistryPlan:
         http_secret="s3cr3t",
         unit_address="10.0.0.1",
         primary_address="10.0.0.1",
+        client_auth=client_auth,
     )
 
 
@@ -259,3 +262,37 @@ def test_values_are_quoted_safely():
     config = rendered(registry_name='x: "y"\nz', http_host="http://h:1/#{{x}}")
     assert config["log"]["fields"]["service"] == 'x: "y"\nz'
     assert config["http"]["host"] == "http://h:1/#{{x}}"
+
+
+def tls_options(with_ca: bool = True) -> dict:
+    ca = pki.make_ca()
+    cert, key = pki.issue(ca, "registry", ["10.0.0.1"])
+    options = {"tls_cert_blob": b64(cert), "tls_key_blob": b64(key)}
+    return {**options, "tls_ca_blob": b64(ca.cert_pem)} if with_ca else options
+
+
+def test_client_certificates_are_required_with_the_ca():
+    p = plan(client_auth=True, **tls_options())
+    tls = yaml.safe_load(p.config_yaml)["http"]["tls"]
+    assert tls["clientcas"] == ["/unit-root/etc/docker/registry/ca.crt"]
+    assert p.client_auth
+
+
+@pytest.mark.parametrize(("client_auth", "with_ca"), [(False, True), (True, False)])
+def test_no_client_certificates_without_client_auth_or_a_ca(client_auth, with_ca):
+    p = plan(client_auth=client_auth, **tls_options(with_ca))
+    assert "clientcas" not in yaml.safe_load(p.config_yaml)["http"]["tls"]
+    assert not p.client_auth
+
+
+def test_haproxy_verifies_clients_in_front_of_mirrors():
+    mirrors = "docker.io: https://registry-1.docker.io"
+    p = plan(client_auth=True, cache_mirrors=mirrors, **tls_options())
+    assert p.front is not None
+    verify = "ca-file /unit-root/etc/docker/registry/ca.crt verify required"
+    assert verify in p.front.haproxy_config
+
+
+def test_tls_client_auth_takes_on_off_or_empty():
+    with pytest.raises(InvalidConfigError, match="tls-client-auth"):
+        CharmConfig(tls_client_auth="yes")
