@@ -25,7 +25,7 @@ import pytest
 
 from machine_unit import Unit, install_charm
 from support import oci
-from support.nspawn import Machine
+from support.nspawn import DOCKER_CAPABLE, Machine
 
 PROJECT = Path(__file__).resolve().parent.parent.parent
 WORKDIR = Path(os.environ.get("MACHINE_WORKDIR", "/var/tmp/docker-registry-machines"))
@@ -91,14 +91,16 @@ def packed_charm(heavy_lock: None) -> Path:
 
 
 @pytest.fixture(scope="module")
-def new_unit(rootfs: Path, packed_charm: Path) -> Iterator[Callable[[], Unit]]:
+def new_unit(rootfs: Path, packed_charm: Path) -> Iterator[Callable[..., Unit]]:
     """Boots fresh machines with the charm on them; all are destroyed after the module."""
     WORKDIR.mkdir(parents=True, exist_ok=True)
     units: list[Unit] = []
 
-    def boot() -> Unit:
+    def boot(*, docker: bool = False) -> Unit:
+        """A new unit; `docker` lets Docker run inside it."""
         workdir = Path(tempfile.mkdtemp(prefix="unit-", dir=WORKDIR))
-        machine = Machine(rootfs, workdir, name=f"unit{len(units)}")
+        options = DOCKER_CAPABLE if docker else ([], {})
+        machine = Machine(rootfs, workdir, name=f"unit{len(units)}", nspawn=options)
         install_charm(machine, packed_charm)
         machine.boot()
         unit = Unit(machine)

@@ -1,14 +1,12 @@
 """`juju refresh` from the established charm keeps serving every image, with mutual TLS.
 
 The established charm ran `registry:2` under Docker as root (see the shared
-reference established-charm.md). Docker does not run inside this test's
-systemd-nspawn container (no nested overlay storage or cgroup delegation
-for dockerd here), so a process stands in for the container: the registry
-binary from the Debian package, unpacked, run as root by a systemd service
-with `Restart=always` (as Docker's restart policy would), holding port 5000
-with the established charm's files (root-owned data, TLS files, a `$2y$`
-htpasswd, `clientcas`), and a `docker` command that answers `inspect` and
-`rm --force` for it as the docker CLI would.
+reference established-charm.md). Here Debian's `docker.io` runs inside the
+unit's container, with a `registry:2` image built locally from the Debian
+package's registry binary (no registry is pulled from the internet), started
+as that charm started it: port 5000 published, `--restart unless-stopped`,
+the data folder and the config and TLS files mounted from the host, all
+root-owned, an htpasswd with a `$2y$` hash, and `clientcas`.
 """
 
 from __future__ import annotations
@@ -23,17 +21,23 @@ from support import pki
 
 CLIENT_DIR = "/root/client"
 """The CA and a client certificate, as a Charmed Kubernetes node presents it."""
-FAKE_DOCKER = """#!/bin/sh
-# Stands in for the docker CLI: the container "registry" is established-registry.service.
-case "$1" in
-  inspect)
-    [ "$4" = registry ] && systemctl -q is-enabled established-registry \
-      && echo registry:2 && exit 0
-    echo "Error: No such object: $4" >&2; exit 1 ;;
-  rm) [ "$3" = registry ] && systemctl disable --now established-registry ;;
-  *) exit 1 ;;
-esac
+BUILD_IMAGE = """set -e
+dpkg-deb -x /var/local/debs/docker-registry_*.deb /tmp/deb
+mkdir -p /tmp/image/bin
+cp /tmp/deb/usr/bin/docker-registry /tmp/image/bin/registry
+# The binary and the shared libraries it links (ldd prints their paths).
+for lib in $(ldd /tmp/deb/usr/bin/docker-registry | grep -o '/[^ ]*'); do
+  cp --parents "$lib" /tmp/image/
+done
+printf 'FROM scratch\\nCOPY . /\\nEXPOSE 5000\\nENTRYPOINT ["/bin/registry"]\\n%s\\n' \\
+  'CMD ["serve", "/etc/docker/registry/config.yml"]' >/tmp/image/Dockerfile
+DOCKER_BUILDKIT=0 docker build --quiet --tag registry:2 /tmp/image
 """
+DOCKER_RUN = [
+    "docker", "run", "--detach", "--name", "registry", "--restart", "unless-stopped",
+    "--publish", "5000:5000", "--volume", "/srv/registry:/var/lib/registry",
+    "--volume", "/etc/docker/registry:/etc/docker/registry", "registry:2",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +55,10 @@ def pki_files() -> dict[str, bytes]:
 
 
 def established_unit(unit: Unit, pki_files: dict[str, bytes]) -> None:
-    """What the established charm left on the machine, its registry serving."""
+    """What the established charm left on the machine, its registry container serving."""
     machine = unit.machine
-    deb = "/var/local/debs/docker-registry_*.deb"
-    machine.run(["sh", "-c", f"dpkg-deb -x {deb} /opt/established"])
+    machine.run(["apt-get", "install", "-qq", "--no-install-recommends", "docker.io"])
+    machine.run(["sh", "-c", BUILD_IMAGE])
     registry_dir = machine.path("/etc/docker/registry")
     registry_dir.mkdir(parents=True)
     for name, content in (("ca.crt", "ca"), ("registry.crt", "cert"), ("registry.key", "key")):
@@ -64,9 +68,7 @@ def established_unit(unit: Unit, pki_files: dict[str, bytes]) -> None:
     (registry_dir / "htpasswd").write_text(f"{USER}:{hashed.replace('$2b$', '$2y$', 1)}\n")
     config = {
         "version": 0.1,
-        "auth": {
-            "htpasswd": {"realm": "docker-registry", "path": "/etc/docker/registry/htpasswd"}
-        },
+        "auth": {"htpasswd": {"realm": "registry", "path": "/etc/docker/registry/htpasswd"}},
         "http": {
             "addr": ":5000",
             "tls": {
@@ -75,18 +77,10 @@ def established_unit(unit: Unit, pki_files: dict[str, bytes]) -> None:
                 "clientcas": ["/etc/docker/registry/ca.crt"],
             },
         },
-        "storage": {"filesystem": {"rootdirectory": "/srv/registry"}},
+        "storage": {"filesystem": {"rootdirectory": "/var/lib/registry"}},
     }
     (registry_dir / "config.yml").write_text(yaml.safe_dump(config))
     (registry_dir / "config.yml").chmod(0o600)
-    machine.path("/etc/systemd/system/established-registry.service").write_text(
-        "[Service]\nExecStart=/opt/established/usr/bin/docker-registry serve"
-        " /etc/docker/registry/config.yml\nRestart=always\n"
-        "[Install]\nWantedBy=multi-user.target\n"
-    )
-    docker = machine.path("/usr/local/bin/docker")
-    docker.write_text(FAKE_DOCKER)
-    docker.chmod(0o755)
     client = machine.path(CLIENT_DIR)
     client.mkdir(parents=True)
     (client / "ca.crt").write_bytes(pki_files["ca"])
@@ -94,17 +88,17 @@ def established_unit(unit: Unit, pki_files: dict[str, bytes]) -> None:
     (client / "client.key").write_bytes(pki_files["client-key"])
     machine.path(CA_DIR).mkdir(parents=True)
     (machine.path(CA_DIR) / "ca.crt").write_bytes(pki_files["ca"])
-    machine.run(["systemctl", "enable", "--now", "established-registry"])
+    machine.run(DOCKER_RUN)
 
 
 @pytest.fixture(scope="module")
 def refreshed(new_unit, images, pki_files) -> tuple[Unit, dict]:
     """An established unit filled with images, then refreshed to this charm."""
-    unit = new_unit()
+    unit = new_unit(docker=True)
     established_unit(unit, pki_files)
     machine = unit.machine
-    # skopeo pushes the images the old way (it is not part of that unit).
-    machine.run(["apt-get", "install", "-qq", "skopeo"])
+    # skopeo pushes the images (the established charm would use docker push).
+    machine.run(["apt-get", "install", "-qq", "--no-install-recommends", "skopeo"])
     for name, (layout, _) in images.items():
         inside = unit.push_layout(layout, name)
         machine.run(
@@ -137,8 +131,8 @@ def test_refresh_takes_over_from_the_container(refreshed):
     unit, answer = refreshed
     assert answer == {"status": "active", "message": f"Ready at {REGISTRY} (https)."}
     machine = unit.machine
-    assert not machine.active("established-registry")
-    assert not machine.enabled("established-registry")
+    assert machine.run(["docker", "ps", "--all", "--quiet"]).stdout == ""
+    assert machine.active("docker")  # Docker itself stays
     assert machine.active("docker-registry")
     assert machine.stat(f"/proc/{unit.main_pid()}")[:2] == (SERVICE_USER, SERVICE_USER)
     assert unit.event("config_changed")["status"] == "active"
@@ -172,3 +166,14 @@ def test_mutual_tls_is_kept_until_turned_off(refreshed, images):
     layout = unit.push_layout(images["app0"][0], "again")
     answer = unit.action("push", image=f"oci:{layout}:v1", tag="pushed-after-refresh:v1")
     assert "failure" not in answer, answer
+
+
+def test_the_container_stays_gone_after_a_reboot(refreshed, images):
+    unit, _ = refreshed
+    unit.reboot()
+    machine = unit.machine
+    assert machine.run(["docker", "ps", "--all", "--quiet"]).stdout == ""
+    assert machine.active("docker-registry")
+    for name, (_, digest) in images.items():
+        assert skopeo_digest(machine, f"{REGISTRY}/{name}:v1") == digest
+    assert unit.event("update_status")["status"] == "active"

@@ -10,6 +10,7 @@ serves is visible on the host's network, and the tests act inside it with
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -24,13 +25,29 @@ class MachineError(RuntimeError):
     """A command inside the machine failed; carries its output."""
 
 
+DOCKER_CAPABLE = (
+    # Docker inside: runc needs a writable cgroup tree (cgroup v2, delegated
+    # to the container; on a cgroup v1 host the controllers are read-only) and
+    # the keyring system calls nspawn filters out by default.
+    ["--system-call-filter=@keyring bpf"],
+    {"SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"},
+)
+
+
 class Machine:
     """One booted container; its root is `root` on the host."""
 
-    def __init__(self, rootfs_cache: Path, workdir: Path, name: str):
+    def __init__(
+        self,
+        rootfs_cache: Path,
+        workdir: Path,
+        name: str,
+        nspawn: tuple[list[str], dict[str, str]] = ([], {}),
+    ):
         self.workdir = workdir
         self.root = workdir / "root"
         self.name = name
+        self.nspawn_options, self.nspawn_environment = nspawn
         self._nspawn: subprocess.Popen[bytes] | None = None
         self.pid = 0
         workdir.mkdir(parents=True, exist_ok=True)
@@ -53,7 +70,9 @@ class Machine:
                 "--keep-unit",
                 "--console=pipe",
                 "--private-network",
+                *self.nspawn_options,
             ],
+            env={**os.environ, **self.nspawn_environment},
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
