@@ -46,6 +46,8 @@ class DockerRegistryCharm(ops.CharmBase):
         self._stored.set_default(stopped_by_operator=False, established_client_auth=False)
         self._stopped_for: str | None = None
         """Why a hook stopped the registry (the unit or its storage is going away)."""
+        self._port_held = False
+        """Another process held the registry's port when this hook started it."""
         self.registry = Registry(self.make_machine())
         self.templates = template_environment(self.charm_dir)
         # Built before our observers, so that the TLS library handles its
@@ -207,6 +209,7 @@ class DockerRegistryCharm(ops.CharmBase):
         self.cert_provider.publish_legacy_request()
         if self._stored.stopped_by_operator:
             return
+        self._port_held = self.registry.port_held_by_another(desired)
         if self.registry.apply(desired):
             self.registry.wait_until_answering(desired)
 
@@ -364,6 +367,12 @@ class DockerRegistryCharm(ops.CharmBase):
             event.add_status(desired)
         elif self._stored.stopped_by_operator:
             event.add_status(ops.BlockedStatus(STOPPED_BY_OPERATOR))
+        elif self._port_held:
+            event.add_status(
+                ops.BlockedStatus(
+                    f"Port {desired.port} is held by another process; the registry cannot serve"
+                )
+            )
         elif not self.registry.running() or not self.registry.answers(desired):
             # Running first: another process (the established charm's container)
             # may answer on the port while ours cannot bind it.

@@ -14,6 +14,7 @@ import os
 import pwd
 import re
 import shutil
+import socket
 import ssl
 import subprocess
 import time
@@ -272,6 +273,20 @@ class Registry:
     def running(self) -> bool:
         """Whether the service manager has the registry running."""
         return self.machine.running(SERVICE)
+
+    def port_held_by_another(self, plan: RegistryPlan) -> bool:
+        """Whether something else listens on the registry's port (neither it nor haproxy runs).
+
+        The established charm's container, for one: it answers the probe
+        while our registry cannot bind the port.
+        """
+        if any(self.machine.running(s) for s in (SERVICE, front.HAPROXY_SERVICE)):
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", plan.port), timeout=1):
+                return True
+        except OSError:
+            return False
 
     def answers(self, plan: RegistryPlan, timeout: float = 3.0) -> bool:
         """Whether the registry, and each mirror, answers its API base (200, or 401 with auth)."""
