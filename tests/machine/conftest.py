@@ -87,6 +87,9 @@ def packed_charm(heavy_lock: None) -> Path:
         return Path(given)
     if why := _missing_prerequisite():
         pytest.skip(f"packing: {why}")
+    has_apt = subprocess.run(["/usr/bin/python3", "-c", "import apt_pkg"], check=False)
+    if has_apt.returncode != 0:
+        pytest.skip("packing: charmcraft needs the system python3 with python3-apt")
     return _script("pack-charm")
 
 
