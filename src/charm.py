@@ -124,7 +124,7 @@ class DockerRegistryCharm(ops.CharmBase):
             http_secret=http_secret,
             unit_address=self._unit_address(),
             primary_address=self.units[0].address,
-            proxy_address=website.proxy_address(self),
+            proxy_addresses=website.proxy_addresses(self),
             relation_tls=relation_tls if isinstance(relation_tls, ServerTLS) else None,
             maintenance=maintenance,
             client_auth=config.tls_client_auth == "on"
@@ -141,9 +141,20 @@ class DockerRegistryCharm(ops.CharmBase):
         """This application's units with their addresses, oldest first."""
         return peer.unit_addresses(self, self._unit_address())
 
+    @functools.cached_property
+    def website_units(self) -> list[peer.UnitAddress]:
+        """This application's units with their `website` addresses, oldest first."""
+        return peer.unit_addresses(
+            self, self._ingress_address(website.ENDPOINT), shared_key=peer.WEBSITE_ADDRESS_KEY
+        )
+
     def _unit_address(self) -> str:
         """The address clients of the docker-registry endpoint reach this unit at."""
-        binding = self.model.get_binding(docker_registry.ENDPOINT)
+        return self._ingress_address(docker_registry.ENDPOINT)
+
+    def _ingress_address(self, endpoint: str) -> str:
+        """This unit's ingress address on `endpoint`'s binding."""
+        binding = self.model.get_binding(endpoint)
         address = binding.network.ingress_address if binding else None
         return str(address) if address else socket.getfqdn()
 
@@ -158,7 +169,7 @@ class DockerRegistryCharm(ops.CharmBase):
         http_host = str(self.config.get("http-host") or "")
         if is_absolute_url(http_host):
             names.add(urlsplit(http_host).hostname or "")
-        names.add(website.proxy_address(self) or "")
+        names.update(website.proxy_addresses(self))
         return cert_provider.CertificateRequest(
             common_name=own, sans=tuple(sorted(n for n in names if n))
         )
@@ -193,6 +204,7 @@ class DockerRegistryCharm(ops.CharmBase):
         """Bring the unit to the desired state; a no-op when it is there already."""
         if version := self.registry.version():
             self.unit.set_workload_version(version)
+        peer.share_website_address(self, self._ingress_address(website.ENDPOINT))
         desired = self.desired
         if not isinstance(desired, RegistryPlan):
             return
@@ -200,9 +212,8 @@ class DockerRegistryCharm(ops.CharmBase):
         docker_registry.publish(self, desired)
         website.publish(
             self,
-            own=next(unit for unit in self.units if unit.name == self.unit.name),
             port=desired.port,
-            units=self.units,
+            units=self.website_units,
             tls=desired.tls is not None,
             shared_storage=desired.data_dir is None,
         )
@@ -243,9 +254,8 @@ class DockerRegistryCharm(ops.CharmBase):
         try:
             results = client_config.render(
                 desired,
+                event.load_params(client_config.ClientConfigParams),
                 templates=self.templates,
-                hosts_dir=event.params["hosts-dir"],
-                mirror_of=event.params["mirror-of"],
             )
         except client_config.ClientConfigError as e:
             event.fail(str(e))
@@ -266,12 +276,10 @@ class DockerRegistryCharm(ops.CharmBase):
     @staticmethod
     def _own_netlocs(plan: RegistryPlan) -> tuple[str, ...]:
         """The prefixes that name this registry in references operators give."""
-        own = f"[{plan.unit_address}]" if ":" in plan.unit_address else plan.unit_address
+        hosts = (plan.unit_address, *plan.proxy_addresses, "127.0.0.1", "localhost")
         return (
             plan.netloc,
-            f"{own}:{plan.port}",
-            f"127.0.0.1:{plan.port}",
-            f"localhost:{plan.port}",
+            *(f"[{host}]:{plan.port}" if ":" in host else f"{host}:{plan.port}" for host in hosts),
         )
 
     @staticmethod
@@ -381,6 +389,9 @@ class DockerRegistryCharm(ops.CharmBase):
             )
         else:
             how = f"{desired.scheme}, proxied" if desired.proxied else desired.scheme
+            if desired.tls is None and self.model.relations[docker_registry.ENDPOINT]:
+                # The containerd charm gives nodes a scheme-less endpoint: https.
+                how += "; containerd nodes need TLS"
             event.add_status(ops.ActiveStatus(f"Ready at {desired.netloc} ({how})."))
         relation_tls = self.relation_tls
         if isinstance(relation_tls, ops.WaitingStatus) and (

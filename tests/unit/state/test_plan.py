@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from charm_context import PROJECT, b64
+from charm import DockerRegistryCharm
+from charm_context import CONFIG, PROJECT, b64
 from state.config import CharmConfig, InvalidConfigError
 from state.plan import RegistryPlan, plan_registry, template_environment
 from support import pki
@@ -16,7 +17,7 @@ TEMPLATES = template_environment(PROJECT)
 ROOT = Path("/unit-root")
 
 
-def plan(**options: object) -> RegistryPlan:
+def plan(proxy_addresses: tuple[str, ...] = (), **options: object) -> RegistryPlan:
     """The plan for these options; `client_auth=True` as the charm decides it."""
     client_auth = bool(options.pop("client_auth", False))
     return plan_registry(
@@ -29,11 +30,12 @@ def plan(**options: object) -> RegistryPlan:
         unit_address="10.0.0.1",
         primary_address="10.0.0.1",
         client_auth=client_auth,
+        proxy_addresses=proxy_addresses,
     )
 
 
 def rendered(**options: object) -> dict:
-    return yaml.safe_load(plan(**options).config_yaml)
+    return yaml.safe_load(plan((), **options).config_yaml)
 
 
 def test_defaults_match_the_established_charm():
@@ -192,6 +194,16 @@ def test_s3_storage_applies_every_option():
     assert plan(storage_s3_region="r", storage_s3_bucket="b").data_dir is None
 
 
+@pytest.mark.parametrize(
+    ("options", "v4auth"), [({}, True), ({"storage_s3_skip_v4_auth": True}, False)]
+)
+def test_s3_signs_v4_unless_told_otherwise(options, v4auth):
+    """The established charm always signed v4; a unit refreshed with it unset still does."""
+    config = rendered(storage_s3_region="r", storage_s3_bucket="b", **options)
+    assert config["storage"]["s3"]["v4auth"] is v4auth
+    assert CONFIG["options"]["storage-s3-skip-v4-auth"]["default"] is False
+
+
 def test_swift_storage_wins_over_s3():
     config = rendered(
         storage_swift_authurl="https://keystone.example.com/v3",
@@ -296,3 +308,12 @@ def test_haproxy_verifies_clients_in_front_of_mirrors():
 def test_tls_client_auth_takes_on_off_or_empty():
     with pytest.raises(InvalidConfigError, match="tls-client-auth"):
         CharmConfig(tls_client_auth="yes")
+
+
+def test_clients_get_the_first_proxy_and_actions_take_any():
+    """Actions take `<any haproxy unit>:<port>/repo` as this registry's own references."""
+    p = plan(proxy_addresses=("10.9.9.2", "10.9.9.10"))
+    assert p.netloc == "10.9.9.2:5000"
+    assert p.proxied
+    netlocs = DockerRegistryCharm._own_netlocs(p)
+    assert {"10.9.9.2:5000", "10.9.9.10:5000", "10.0.0.1:5000"} <= set(netlocs)
