@@ -51,11 +51,17 @@ class Unit:
         )
 
     def stop_driver(self) -> None:
-        if self._driver is not None:
-            assert self._driver.stdin is not None
-            self._driver.stdin.close()
-            self._driver.wait(timeout=30)
-            self._driver = None
+        """End the driver: it exits when its input ends (killed if it hangs)."""
+        driver, self._driver = self._driver, None
+        if driver is None:
+            return
+        assert driver.stdin is not None
+        driver.stdin.close()
+        try:
+            driver.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            driver.kill()
+            driver.wait(timeout=10)
 
     def _request(self, request: dict) -> dict:
         assert self._driver is not None

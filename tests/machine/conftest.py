@@ -104,10 +104,10 @@ def new_unit(rootfs: Path, packed_charm: Path) -> Iterator[Callable[..., Unit]]:
         workdir = Path(tempfile.mkdtemp(prefix="unit-", dir=WORKDIR))
         options = DOCKER_CAPABLE if docker else ([], {})
         machine = Machine(rootfs, workdir, name=f"unit{len(units)}", nspawn=options)
+        unit = Unit(machine)
+        units.append(unit)  # torn down even if booting fails
         install_charm(machine, packed_charm)
         machine.boot()
-        unit = Unit(machine)
-        units.append(unit)
         unit.start_driver()
         return unit
 
