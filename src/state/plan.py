@@ -23,6 +23,8 @@ from state.tls import ServerTLS
 
 CONFIG_PATH = "/etc/docker/registry/config.yml"
 HTPASSWD_PATH = "/etc/docker/registry/htpasswd"
+CLIENT_CAS_PATH = "/etc/docker/registry/client-cas.pem"
+"""With mutual TLS: the CAs whose clients are admitted (the operator's, the charm's own)."""
 TOKEN_ROOT_CERTS_PATH = "/etc/docker/registry/token-root-certs.pem"  # noqa: S105 - a name, not a secret
 DATA_DIR = "/srv/registry"
 DROPIN_PATH = "/etc/systemd/system/docker-registry.service.d/10-juju.conf"
@@ -69,8 +71,8 @@ class RegistryPlan:
     """The upstream the registry itself caches (cache-remoteurl)."""
     read_only: bool = False
     """Whether the registry refuses pushes (config or maintenance)."""
-    client_auth: bool = False
-    """Whether clients must present a certificate signed by the CA (mutual TLS)."""
+    client_cas_path: Path | None = None
+    """With mutual TLS, the CAs whose clients are admitted; None: any client may connect."""
 
     @property
     def proxied(self) -> bool:
@@ -81,6 +83,11 @@ class RegistryPlan:
     def scheme(self) -> Literal["http", "https"]:
         """How the registry itself serves: https when it has a certificate."""
         return "https" if self.tls else "http"
+
+    @property
+    def client_auth(self) -> bool:
+        """Whether clients must present a certificate (mutual TLS)."""
+        return self.client_cas_path is not None
 
     @property
     def ca_pem(self) -> str | None:
@@ -142,7 +149,7 @@ def plan_registry(
     tls_paths = TLSPaths(
         on_host(config.tls_cert_path), on_host(config.tls_key_path), on_host(config.tls_ca_path)
     )
-    client_ca = tls_paths.ca if client_auth and tls and tls.ca_pem else None
+    client_ca = on_host(CLIENT_CAS_PATH) if client_auth and tls and tls.ca_pem else None
     storage = config.storage
     data_dir = None if storage.shared else on_host(DATA_DIR)
     storage_params = dict(storage.params) if storage.shared else {"rootdirectory": str(data_dir)}
@@ -237,6 +244,6 @@ def plan_registry(
         front=front,
         cache_url=config.cache.url if config.cache else None,
         read_only=read_only,
-        client_auth=client_ca is not None,
+        client_cas_path=client_ca,
         **paths,
     )

@@ -27,7 +27,8 @@ import bcrypt
 
 from state import front
 from state.front import FrontPlan
-from state.plan import RegistryPlan
+from state.plan import CLIENT_CAS_PATH, RegistryPlan
+from workload.client_identity import identity_for
 from workload.machine import Machine
 
 logger = logging.getLogger(__name__)
@@ -40,8 +41,6 @@ READY_TIMEOUT = 30.0
 # pull: 5 is what `htpasswd -B` uses (a few ms; cost 12 took 0.36 s a request).
 BCRYPT_COST = 5
 BCRYPT_PREFIX = b"$2b$%02d$" % BCRYPT_COST
-CLIENT_CERTIFICATE_REFUSALS = ("TLSV13_ALERT_CERTIFICATE_REQUIRED", "SSLV3_ALERT_BAD_CERTIFICATE")
-"""How a registry requiring client certificates ends a handshake without one (OpenSSL)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +96,8 @@ class Registry:
             plan.token_root_certs_path,
             FileSpec(plan.token_auth.root_certs_pem) if plan.token_auth else None,
         )
+        # Read by the main registry or, with cache-mirrors, by haproxy.
+        shared_changed |= self._write_client_cas(plan)
         changed |= shared_changed
         if self._write(plan.dropin_path, FileSpec(plan.dropin)):
             self.machine.daemon_reload()
@@ -231,6 +232,16 @@ class Registry:
         os.replace(tmp, path)
         return True
 
+    def _write_client_cas(self, plan: RegistryPlan) -> bool:
+        """Mutual TLS: trust the operator's CA and the charm's own (the actions' certificate)."""
+        bundle = self.machine.root / CLIENT_CAS_PATH.lstrip("/")
+        identity = identity_for(bundle)
+        if plan.client_cas_path is None or plan.tls is None or not plan.tls.ca_pem:
+            identity.remove()
+            return self._write(bundle, None)
+        content = f"{plan.tls.ca_pem.rstrip()}\n{identity.ca_pem().rstrip()}\n"
+        return self._write(plan.client_cas_path, FileSpec(content))
+
     def _write_htpasswd(self, plan: RegistryPlan) -> bool:
         """Keep the htpasswd file while it admits the user at our cost; bcrypt salts differ."""
         path = plan.htpasswd_path
@@ -291,34 +302,26 @@ class Registry:
     def answers(self, plan: RegistryPlan, timeout: float = 3.0) -> bool:
         """Whether the registry, and each mirror, answers its API base (200, or 401 with auth)."""
         paths = [f"{m.prefix}/" for m in plan.front.mirrors] if plan.front else []
-        return all(
-            self._answers(
-                f"{plan.scheme}://127.0.0.1:{plan.port}{path}", timeout, plan.client_auth
-            )
-            for path in ["/v2/", *paths]
-        )
-
-    def _answers(self, url: str, timeout: float, client_auth: bool = False) -> bool:
         context = ssl.create_default_context()
         # A liveness probe of our own process on loopback: the certificate
         # names the unit's addresses, not 127.0.0.1.
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+        if plan.client_cas_path is not None:
+            identity = identity_for(plan.client_cas_path)
+            with contextlib.suppress(OSError):  # not made yet: the probe is refused
+                context.load_cert_chain(identity.cert_path, identity.key_path)
+        return all(
+            self._answers(f"{plan.scheme}://127.0.0.1:{plan.port}{path}", timeout, context)
+            for path in ["/v2/", *paths]
+        )
+
+    def _answers(self, url: str, timeout: float, context: ssl.SSLContext) -> bool:
         try:
             with urllib.request.urlopen(url, timeout=timeout, context=context) as response:  # noqa: S310
                 return response.status == 200
         except urllib.error.HTTPError as e:
             return e.code == 401
-        except ssl.SSLError as e:
-            # With mutual TLS the registry refuses us (no client certificate) in the handshake.
-            return client_auth and e.reason in CLIENT_CERTIFICATE_REFUSALS
-        except urllib.error.URLError as e:
-            reason = e.reason
-            return (
-                client_auth
-                and isinstance(reason, ssl.SSLError)
-                and reason.reason in CLIENT_CERTIFICATE_REFUSALS
-            )
         except (OSError, ValueError):
             return False
 

@@ -16,7 +16,19 @@ import pytest
 import yaml
 
 from charm_context import b64
-from machine_unit import CA_DIR, CREDS, PASSWORD, REGISTRY, SERVICE_USER, USER, Unit, skopeo_digest
+from machine_unit import (
+    CA_DIR,
+    CREDS,
+    MIRRORS,
+    PASSWORD,
+    REGISTRY,
+    SERVICE_USER,
+    UPSTREAM_APP,
+    USER,
+    Unit,
+    skopeo_digest,
+    start_upstream,
+)
 from support import pki
 
 CLIENT_DIR = "/root/client"
@@ -152,6 +164,24 @@ def test_data_and_reused_tls_files_belong_to_the_service_user(refreshed, images)
     assert machine.stat("/etc/docker/registry/registry.key") == (SERVICE_USER, SERVICE_USER, 0o600)
 
 
+def test_mutual_tls_in_front_of_mirrors(refreshed, images):
+    unit, _ = refreshed
+    machine = unit.machine
+    start_upstream(unit)
+    machine.run(
+        ["skopeo", "copy", "--dest-tls-verify=false", "oci:/root/images/app0:v1", UPSTREAM_APP]
+    )
+    answer = unit.event("config_changed", cache_mirrors=MIRRORS)
+    assert answer["status"] == "active", answer
+    mirrored = f"{REGISTRY}/upstream.test/team/app:v1"
+    assert skopeo_digest(machine, mirrored, cert_dir=CLIENT_DIR) == images["app0"][1]
+    assert skopeo_digest(machine, f"{REGISTRY}/app1:v1", cert_dir=CLIENT_DIR) == images["app1"][1]
+    without_client_cert = ["skopeo", "inspect", "--cert-dir", CA_DIR, "--creds", CREDS]
+    assert machine.run([*without_client_cert, f"docker://{mirrored}"], check=False).returncode
+    assert "failure" not in unit.action("images")
+    assert unit.event("config_changed", cache_mirrors="")["status"] == "active"
+
+
 def test_mutual_tls_is_kept_until_turned_off(refreshed, images):
     unit, _ = refreshed
     machine = unit.machine
@@ -160,12 +190,16 @@ def test_mutual_tls_is_kept_until_turned_off(refreshed, images):
     refused = machine.run([*without_client_cert, f"docker://{ref}"], check=False)
     assert refused.returncode != 0
     assert "certificate" in refused.stderr
-    assert unit.event("config_changed", tls_client_auth="off")["status"] == "active"
-    assert skopeo_digest(machine, ref) == images["app1"][1]
-    # The push action has no client certificate: it works once mutual TLS is off.
+    # The actions present the charm's own client certificate.
     layout = unit.push_layout(images["app0"][0], "again")
     answer = unit.action("push", image=f"oci:{layout}:v1", tag="pushed-after-refresh:v1")
     assert "failure" not in answer, answer
+    assert "pushed-after-refresh:v1" in str(unit.action("images")["results"])
+    assert unit.machine.stat("/etc/docker/registry/charm-client/client.key")[2] == 0o600
+    assert unit.event("config_changed", tls_client_auth="off")["status"] == "active"
+    assert skopeo_digest(machine, ref) == images["app1"][1]
+    assert not machine.exists("/etc/docker/registry/charm-client")
+    assert not machine.exists("/etc/docker/registry/client-cas.pem")
 
 
 def test_the_container_stays_gone_after_a_reboot(refreshed, images):

@@ -286,7 +286,7 @@ def tls_options(with_ca: bool = True) -> dict:
 def test_client_certificates_are_required_with_the_ca():
     p = plan(client_auth=True, **tls_options())
     tls = yaml.safe_load(p.config_yaml)["http"]["tls"]
-    assert tls["clientcas"] == ["/unit-root/etc/docker/registry/ca.crt"]
+    assert tls["clientcas"] == ["/unit-root/etc/docker/registry/client-cas.pem"]
     assert p.client_auth
 
 
@@ -301,7 +301,7 @@ def test_haproxy_verifies_clients_in_front_of_mirrors():
     mirrors = "docker.io: https://registry-1.docker.io"
     p = plan(client_auth=True, cache_mirrors=mirrors, **tls_options())
     assert p.front is not None
-    verify = "ca-file /unit-root/etc/docker/registry/ca.crt verify required"
+    verify = "ca-file /unit-root/etc/docker/registry/client-cas.pem verify required"
     assert verify in p.front.haproxy_config
 
 
