@@ -115,15 +115,20 @@ class Unit:
         return inside
 
 
-def install_charm(machine: Machine, charm: Path) -> None:
-    """Unpack the `.charm` where a unit keeps it, and the driver with Scenario beside it."""
-    target = machine.path(CHARM_DIR)
+def unpack_charm(charm: Path, target: Path) -> Path:
+    """Unpack a `.charm` into `target`; its interpreter, linked as `dispatch` links it."""
     with zipfile.ZipFile(charm) as archive:
         archive.extractall(target)
     python = target / "venv/bin/python"
     python.parent.mkdir(parents=True, exist_ok=True)
     if not python.is_symlink():
-        python.symlink_to("/usr/bin/python3")  # as dispatch does
+        python.symlink_to("/usr/bin/python3")
+    return python
+
+
+def install_charm(machine: Machine, charm: Path) -> None:
+    """Unpack the `.charm` where a unit keeps it, and the driver with Scenario beside it."""
+    unpack_charm(charm, machine.path(CHARM_DIR))
     driver = machine.path(DRIVER_DIR)
     driver.mkdir(parents=True)
     shutil.copy(Path(__file__).parent / "machine" / "driver.py", driver)

@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 from charm_context import PROJECT
+from machine_unit import unpack_charm
 
 
 def test_the_charm_holds_its_files_and_a_venv(packed_charm: Path):
@@ -28,12 +29,7 @@ def test_the_charm_holds_its_files_and_a_venv(packed_charm: Path):
 
 
 def test_the_charm_imports_as_dispatch_runs_it(packed_charm: Path, tmp_path: Path):
-    with zipfile.ZipFile(packed_charm) as archive:
-        archive.extractall(tmp_path)
-    python = tmp_path / "venv/bin/python"
-    python.parent.mkdir(parents=True, exist_ok=True)
-    if not python.exists():
-        python.symlink_to("/usr/bin/python3")  # as dispatch does
+    python = unpack_charm(packed_charm, tmp_path)
     done = subprocess.run(
         [str(python), "-c", "import charm; print(charm.DockerRegistryCharm.__name__)"],
         env={"PYTHONPATH": f"{tmp_path}/lib:{tmp_path}/src", "PATH": "/usr/bin:/bin"},
