@@ -23,6 +23,7 @@ from state.config import CharmConfig, InvalidConfigError, secret_uris
 from state.plan import PlanError, RegistryPlan, plan_registry, template_environment
 from state.settings import is_absolute_url
 from state.tls import ServerTLS
+from workload import established
 from workload.machine import Machine, UbuntuMachine
 from workload.registry import Registry
 from workload.registry_api import RegistryAPIError, RegistryClient, local_access
@@ -30,6 +31,9 @@ from workload.registry_api import RegistryAPIError, RegistryClient, local_access
 logger = logging.getLogger(__name__)
 
 STOPPED_BY_OPERATOR = "Registry stopped by the stop action; run the start action to serve"
+STOPPED_FOR_JUJU = "Registry stopped: the unit is going away; images stay on disk"
+STOPPED_FOR_STORAGE = "Registry stopped: its storage is detaching; images stay on it"
+DATA_STORAGE = "data"
 
 
 class DockerRegistryCharm(ops.CharmBase):
@@ -39,7 +43,11 @@ class DockerRegistryCharm(ops.CharmBase):
 
     def __init__(self, framework: ops.Framework):
         super().__init__(framework)
-        self._stored.set_default(stopped_by_operator=False)
+        self._stored.set_default(stopped_by_operator=False, established_client_auth=False)
+        self._stopped_for: str | None = None
+        """Why a hook stopped the registry (the unit or its storage is going away)."""
+        self._port_held = False
+        """Another process held the registry's port when this hook started it."""
         self.registry = Registry(self.make_machine())
         self.templates = template_environment(self.charm_dir)
         # Built before our observers, so that the TLS library handles its
@@ -48,6 +56,8 @@ class DockerRegistryCharm(ops.CharmBase):
         on = self.on
         framework.observe(on.install, self._on_install)
         framework.observe(on.upgrade_charm, self._on_install)
+        framework.observe(on[DATA_STORAGE].storage_attached, self._on_storage_attached)
+        framework.observe(on[DATA_STORAGE].storage_detaching, self._on_storage_detaching)
         for event in (
             on.config_changed,
             on.start,
@@ -149,6 +159,8 @@ class DockerRegistryCharm(ops.CharmBase):
             proxy_addresses=website.proxy_addresses(self),
             relation_tls=relation_tls if isinstance(relation_tls, ServerTLS) else None,
             maintenance=maintenance,
+            client_auth=config.tls_client_auth == "on"
+            or (config.tls_client_auth == "" and self._stored.established_client_auth),
         )
 
     @functools.cached_property
@@ -195,9 +207,30 @@ class DockerRegistryCharm(ops.CharmBase):
         )
 
     def _on_install(self, event: ops.EventBase) -> None:
+        """Install (or refresh): the packages, then take over what the established charm left."""
         self.unit.status = ops.MaintenanceStatus("Installing docker-registry and skopeo")
         self.registry.install()
+        takeover = established.take_over(
+            self.registry.machine,
+            container=str(self.config.get("registry-name") or "registry"),
+            image=str(self.config.get("registry-image") or "registry:2"),
+        )
+        if takeover.client_auth:
+            logger.info("the established charm required client certificates: kept")
+            self._stored.established_client_auth = True
         self._reconcile(event)
+
+    def _on_storage_attached(self, event: ops.StorageAttachedEvent) -> None:
+        """Images go to the attached storage (mounted at the data folder): the registry's."""
+        if self.registry.version() is None:
+            return  # attached at deploy, before install, which hands it over
+        established.hand_over(self.registry.machine)
+        self._reconcile(event)
+
+    def _on_storage_detaching(self, _: ops.StorageDetachingEvent) -> None:
+        """Let Juju unmount the storage; its images stay on it (nothing is deleted)."""
+        self._stopped_for = STOPPED_FOR_STORAGE
+        self.registry.stop()
 
     def _reconcile(self, _: ops.EventBase | None = None) -> None:
         """Bring the unit to the desired state; a no-op when it is there already."""
@@ -219,11 +252,13 @@ class DockerRegistryCharm(ops.CharmBase):
         self.cert_provider.publish_legacy_request()
         if self._stored.stopped_by_operator:
             return
+        self._port_held = self.registry.port_held_by_another(desired)
         if self.registry.apply(desired):
             self.registry.wait_until_answering(desired)
 
     def _on_stop(self, _: ops.EventBase) -> None:
         """The unit is going away: stop serving, keep the images."""
+        self._stopped_for = STOPPED_FOR_JUJU
         self.registry.stop()
 
     def _on_start_action(self, event: ops.ActionEvent) -> None:
@@ -366,11 +401,21 @@ class DockerRegistryCharm(ops.CharmBase):
 
     def _on_collect_status(self, event: ops.CollectStatusEvent) -> None:
         desired = self.desired
-        if not isinstance(desired, RegistryPlan):
+        if self._stopped_for:
+            event.add_status(ops.MaintenanceStatus(self._stopped_for))
+        elif not isinstance(desired, RegistryPlan):
             event.add_status(desired)
         elif self._stored.stopped_by_operator:
             event.add_status(ops.BlockedStatus(STOPPED_BY_OPERATOR))
-        elif not self.registry.answers(desired):
+        elif self._port_held:
+            event.add_status(
+                ops.BlockedStatus(
+                    f"Port {desired.port} is held by another process; the registry cannot serve"
+                )
+            )
+        elif not self.registry.running() or not self.registry.answers(desired):
+            # Running first: another process (the established charm's container)
+            # may answer on the port while ours cannot bind it.
             event.add_status(
                 ops.BlockedStatus("Registry is not answering; see journalctl -u docker-registry")
             )

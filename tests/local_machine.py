@@ -59,7 +59,7 @@ class LocalMachine:
         self.commands: list[tuple[str, list[str]]] = []
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
 
-    def install_packages(self, packages: Sequence[str]) -> None:
+    def install_packages(self, packages: Sequence[str], services: Sequence[str] = ()) -> None:
         """Check that the packages' programs are here (CI installs them with apt)."""
         for package in packages:
             if shutil.which(package) is None:
@@ -105,6 +105,10 @@ class LocalMachine:
         return subprocess.run(
             list(argv), capture_output=True, text=True, timeout=timeout, check=False
         )
+
+    def remove_container(self, name: str, image: str) -> bool:
+        """There is no Docker here: the machine tier plays the established unit."""
+        return False
 
     def kill(self, service: str) -> None:
         """Make the service die as if it crashed (for tests of recovery)."""

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, fields
 from state import front
 from state.mirrors import Mirror, parse_mirrors
 from state.settings import (
+    CLIENT_CAS_PATH,
+    CLIENT_IDENTITY_DIR,
     CONFIG_PATH,
     DATA_DIR,
     DROPIN_PATH,
@@ -62,6 +64,7 @@ BASIC_USER = re.compile(r"[^\s:#][^\s:]{0,254}")
 TLS_PATH_OPTIONS = ("tls-cert-path", "tls-key-path", "tls-ca-path")
 CHARM_FILES = (
     CONFIG_PATH,
+    CLIENT_CAS_PATH,
     HTPASSWD_PATH,
     TOKEN_ROOT_CERTS_PATH,
     ENVIRONMENT_PATH,
@@ -73,7 +76,14 @@ CHARM_FILES = (
     front.TMPFILES_PATH,
 )
 """The files the charm writes for itself; a tls-*-path must name none of them."""
-RESERVED_DIRS = (DATA_DIR, front.MIRROR_CONFIG_DIR, "/dev", "/proc", "/sys")
+RESERVED_DIRS = (
+    DATA_DIR,
+    front.MIRROR_CONFIG_DIR,
+    CLIENT_IDENTITY_DIR,
+    "/dev",
+    "/proc",
+    "/sys",
+)
 
 
 def secret_uris(options: Mapping[str, object]) -> set[str]:
@@ -166,6 +176,7 @@ class CharmConfig:
     tls_ca_path: str = "/etc/docker/registry/ca.crt"
     secrets: Mapping[str, Mapping[str, str] | None] = field(default_factory=dict, repr=False)
     """The content of each Juju secret the options name (None: not readable), by URI."""
+    tls_client_auth: str = ""
 
     # Derived once by validation; read these, not the raw options.
     basic_auth: BasicAuth | None = field(init=False, default=None, repr=False)
@@ -458,6 +469,8 @@ class CharmConfig:
             "tls-ca-blob": self.tls_ca_blob,
         }
         problems = self._check_tls_paths()
+        if self.tls_client_auth not in ("", "on", "off"):
+            problems.append(("tls-client-auth", 'must be "on", "off" or empty'))
         if not any(blobs.values()):
             return problems
         if not self.tls_cert_blob or not self.tls_key_blob:

@@ -19,6 +19,7 @@ import jinja2
 from state.config import CharmConfig
 from state.front import UMASK, FrontPlan, plan_front
 from state.settings import (
+    CLIENT_CAS_PATH,
     CONFIG_PATH,
     DATA_DIR,
     DROPIN_PATH,
@@ -82,6 +83,8 @@ class RegistryPlan:
     """The upstream the registry itself caches (cache-remoteurl)."""
     read_only: bool = False
     """Whether the registry refuses pushes (config or maintenance)."""
+    client_cas_path: Path | None = None
+    """With mutual TLS, the CAs whose clients are admitted; None: any client may connect."""
 
     @property
     def proxied(self) -> bool:
@@ -92,6 +95,11 @@ class RegistryPlan:
     def scheme(self) -> Literal["http", "https"]:
         """How the registry itself serves: https when it has a certificate."""
         return "https" if self.tls else "http"
+
+    @property
+    def client_auth(self) -> bool:
+        """Whether clients must present a certificate (mutual TLS)."""
+        return self.client_cas_path is not None
 
     @property
     def ca_pem(self) -> str | None:
@@ -181,6 +189,7 @@ def plan_registry(
     proxy_addresses: Sequence[str] = (),
     relation_tls: ServerTLS | None = None,
     maintenance: bool = False,
+    client_auth: bool = False,
 ) -> RegistryPlan:
     """The registry this unit should run.
 
@@ -189,7 +198,8 @@ def plan_registry(
     same thing. TLS from the config blobs wins over a certificate from the
     cert-provider relation: an operator who set blobs chose them on purpose.
     `maintenance` makes the storage read-only (for garbage collection)
-    whatever the config.
+    whatever the config. `client_auth` requires client certificates signed
+    by the CA (when there is one).
     """
 
     def on_host(path: str) -> Path:
@@ -224,6 +234,7 @@ def plan_registry(
     tls_paths = TLSPaths(
         on_host(config.tls_cert_path), on_host(config.tls_key_path), on_host(config.tls_ca_path)
     )
+    client_ca = on_host(CLIENT_CAS_PATH) if client_auth and tls and tls.ca_pem else None
     storage = config.storage
     data_dir = None if storage.shared else on_host(DATA_DIR)
     storage_params = dict(storage.params) if storage.shared else {"rootdirectory": str(data_dir)}
@@ -256,6 +267,7 @@ def plan_registry(
             debug_addr=debug_addr,
             tls=tls,
             tls_paths=tls_paths,
+            client_ca=client_ca,
             upstream=upstream,
             storage_driver=storage.driver,
             storage_params=storage_params,
@@ -273,6 +285,7 @@ def plan_registry(
             listen_host=listen_host,
             port=config.registry_port,
             tls=tls,
+            client_ca=client_ca,
             storage=storage,
             data_dir=data_dir,
             render_registry=render_registry,
@@ -319,5 +332,6 @@ def plan_registry(
         front=front,
         cache_url=config.cache.url if config.cache else None,
         read_only=read_only,
+        client_cas_path=client_ca,
         **paths,
     )

@@ -17,6 +17,10 @@ CONFIG_PATH = "/etc/docker/registry/config.yml"
 HTPASSWD_PATH = "/etc/docker/registry/htpasswd"
 TOKEN_ROOT_CERTS_PATH = "/etc/docker/registry/token-root-certs.pem"  # noqa: S105 - a name, not a secret
 ENVIRONMENT_PATH = "/etc/docker/registry/environment"
+CLIENT_CAS_PATH = "/etc/docker/registry/client-cas.pem"
+"""With mutual TLS: the CAs whose clients are admitted (the operator's, the charm's own)."""
+CLIENT_IDENTITY_DIR = "/etc/docker/registry/charm-client"
+"""The charm's own client certificate for mutual TLS (workload/client_identity.py)."""
 DROPIN_PATH = "/etc/systemd/system/docker-registry.service.d/10-juju.conf"
 DATA_DIR = "/srv/registry"
 

@@ -7,12 +7,14 @@ and reads its version. What to write is decided in `state/`.
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import logging
 import os
 import pwd
 import re
 import shutil
+import socket
 import ssl
 import subprocess
 import time
@@ -27,6 +29,8 @@ from state import front
 from state.config import CHARM_FILES
 from state.front import FrontPlan
 from state.plan import RegistryPlan
+from state.settings import CLIENT_CAS_PATH
+from workload.client_identity import identity_for
 from workload.machine import Machine
 
 logger = logging.getLogger(__name__)
@@ -94,8 +98,8 @@ class Registry:
         return problems
 
     def install(self) -> None:
-        """Install the registry and skopeo from the Ubuntu archive."""
-        self.machine.install_packages(PACKAGES)
+        """Install the registry and skopeo; the registry starts only once configured."""
+        self.machine.install_packages(PACKAGES, services=(SERVICE,))
 
     def version(self) -> str | None:
         """The registry's version, e.g. "2.8.2", or None when it is not installed."""
@@ -118,6 +122,8 @@ class Registry:
         """
         if plan.front is None:
             self._remove_front()
+        else:
+            self._prepare_front(plan.front)
         if plan.data_dir is not None:
             plan.data_dir.mkdir(parents=True, exist_ok=True)
             self._chown(plan.data_dir)
@@ -134,6 +140,8 @@ class Registry:
             plan.environment_path,
             FileSpec(plan.environment, 0o600) if plan.environment else None,
         )
+        # Read by the main registry or, with cache-mirrors, by haproxy.
+        shared_changed |= self._write_client_cas(plan)
         changed |= shared_changed
         if self._write(plan.dropin_path, FileSpec(plan.dropin)):
             self.machine.daemon_reload()
@@ -141,6 +149,8 @@ class Registry:
         restarted = self._start_or_restart(SERVICE, changed)
         if plan.front is not None:
             restarted |= self._apply_front(plan.front, plan.dropin, restart_all=shared_changed)
+        else:
+            self._remove_sockets()
         return restarted
 
     def _start_or_restart(self, service: str, changed: bool) -> bool:
@@ -155,14 +165,21 @@ class Registry:
             return True
         return False
 
-    def _apply_front(self, layout: FrontPlan, dropin: str, *, restart_all: bool) -> bool:
-        """Run haproxy and one cache per mirror, restarting each only when its files changed."""
+    def _prepare_front(self, layout: FrontPlan) -> None:
+        """Install haproxy and make the socket folder before any registry moves onto a socket.
+
+        Otherwise the main registry, restarted onto its socket first, cannot
+        bind it (`no such file or directory`) while apt installs haproxy.
+        """
         if shutil.which("haproxy") is None:
-            self.machine.install_packages(front.PACKAGES)
+            self.machine.install_packages(front.PACKAGES, services=(front.HAPROXY_SERVICE,))
         layout.socket_dir.mkdir(parents=True, exist_ok=True)
         self._chown(layout.socket_dir, group="haproxy")
         layout.socket_dir.chmod(0o2750)
         self._write(layout.tmpfiles_path, FileSpec(layout.tmpfiles))
+
+    def _apply_front(self, layout: FrontPlan, dropin: str, *, restart_all: bool) -> bool:
+        """Run haproxy and one cache per mirror, restarting each only when its files changed."""
         units_changed = self._write(layout.unit_path, FileSpec(layout.unit))
         units_changed |= self._write(layout.dropin_path, FileSpec(dropin))
         if units_changed:
@@ -174,6 +191,7 @@ class Registry:
         for mirror in layout.mirrors:
             if mirror.data_dir is not None:
                 mirror.data_dir.mkdir(parents=True, exist_ok=True)
+                self._chown(mirror.data_dir.parent)
                 self._chown(mirror.data_dir)
             changed = self._write(
                 mirror.config_path, FileSpec(mirror.config_yaml, 0o600, secret=True)
@@ -208,7 +226,21 @@ class Registry:
             self._stop_mirror(config_path)
         for path in (front.PEM_PATH, front.DROPIN_PATH, front.TMPFILES_PATH, front.UNIT_PATH):
             self._write(self.machine.root / path.lstrip("/"), None)
+        for folder in (front.DROPIN_PATH.rpartition("/")[0], front.MIRROR_CONFIG_DIR):
+            _remove_if_empty(self.machine.root / folder.lstrip("/"))
         self.machine.daemon_reload()
+
+    def _remove_sockets(self) -> None:
+        """Without the front, nothing listens on the sockets: remove them and their folder.
+
+        Distribution 2.8 leaves its socket behind when it stops.
+        """
+        socket_dir = self.machine.root / front.SOCKET_DIR.lstrip("/")
+        if not socket_dir.is_dir():
+            return
+        for socket_path in socket_dir.glob("*.sock"):
+            socket_path.unlink()
+        _remove_if_empty(socket_dir)
 
     def _files(self, plan: RegistryPlan) -> dict[Path, FileSpec | None]:
         """Files only the main registry reads; None means absent."""
@@ -234,6 +266,8 @@ class Registry:
         if path.is_file() and path.read_bytes() == spec.content.encode():
             if (path.stat().st_mode & 0o777) != spec.mode and self._own(path):
                 path.chmod(spec.mode)
+            if spec.secret:  # e.g. the same key, written by root before (a refresh)
+                self._chown(path)
             return False
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
@@ -246,6 +280,16 @@ class Registry:
         os.replace(tmp, path)
         self._record(path, written=True)
         return True
+
+    def _write_client_cas(self, plan: RegistryPlan) -> bool:
+        """Mutual TLS: trust the operator's CA and the charm's own (the actions' certificate)."""
+        bundle = self.machine.root / CLIENT_CAS_PATH.lstrip("/")
+        identity = identity_for(bundle)
+        if plan.client_cas_path is None or plan.tls is None or not plan.tls.ca_pem:
+            identity.remove()
+            return self._write(bundle, None)
+        content = f"{plan.tls.ca_pem.rstrip()}\n{identity.ca_pem().rstrip()}\n"
+        return self._write(plan.client_cas_path, FileSpec(content))
 
     def _write_htpasswd(self, plan: RegistryPlan) -> bool:
         """Keep the htpasswd file while it admits the user at our cost; bcrypt salts differ."""
@@ -290,20 +334,38 @@ class Registry:
         """Whether the service manager has the registry running."""
         return self.machine.running(SERVICE)
 
+    def port_held_by_another(self, plan: RegistryPlan) -> bool:
+        """Whether something else listens on the registry's port (neither it nor haproxy runs).
+
+        The established charm's container, for one: it answers the probe
+        while our registry cannot bind the port.
+        """
+        if any(self.machine.running(s) for s in (SERVICE, front.HAPROXY_SERVICE)):
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", plan.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
     def answers(self, plan: RegistryPlan, timeout: float = 3.0) -> bool:
         """Whether the registry, and each mirror, answers its API base (200, or 401 with auth)."""
         paths = [f"{m.prefix}/" for m in plan.front.mirrors] if plan.front else []
-        return all(
-            self._answers(f"{plan.scheme}://127.0.0.1:{plan.port}{path}", timeout)
-            for path in ["/v2/", *paths]
-        )
-
-    def _answers(self, url: str, timeout: float) -> bool:
         context = ssl.create_default_context()
         # A liveness probe of our own process on loopback: the certificate
         # names the unit's addresses, not 127.0.0.1.
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+        if plan.client_cas_path is not None:
+            identity = identity_for(plan.client_cas_path)
+            with contextlib.suppress(OSError):  # not made yet: the probe is refused
+                context.load_cert_chain(identity.cert_path, identity.key_path)
+        return all(
+            self._answers(f"{plan.scheme}://127.0.0.1:{plan.port}{path}", timeout, context)
+            for path in ["/v2/", *paths]
+        )
+
+    def _answers(self, url: str, timeout: float, context: ssl.SSLContext) -> bool:
         try:
             with urllib.request.urlopen(url, timeout=timeout, context=context) as response:  # noqa: S310
                 return response.status == 200
@@ -321,3 +383,9 @@ class Registry:
             if time.monotonic() >= deadline or not self.running():
                 return False
             time.sleep(0.2)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove a folder the charm made once it holds nothing."""
+    with contextlib.suppress(OSError):  # absent, or something else is in it
+        folder.rmdir()

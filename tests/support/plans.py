@@ -18,6 +18,7 @@ def plan(
     address: str = "10.0.0.1",
     listen_host: str = "",
     proxy_addresses: tuple[str, ...] = (),
+    client_auth: bool = False,
     **options: object,
 ) -> RegistryPlan:
     """The plan of a unit at `address` for `config` (or the options given by field name)."""
@@ -31,4 +32,5 @@ def plan(
         unit_address=address,
         primary_address=address,
         proxy_addresses=proxy_addresses,
+        client_auth=client_auth,
     )

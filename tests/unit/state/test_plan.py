@@ -9,6 +9,7 @@ import yaml
 
 from charm import DockerRegistryCharm
 from charm_context import CONFIG, b64
+from state.config import CharmConfig, InvalidConfigError
 from support import pki
 from support.plans import UNIT_ROOT, plan
 
@@ -285,6 +286,40 @@ def test_characters_beyond_the_basic_plane_are_escaped_as_the_registry_reads_the
     assert yaml.safe_load(p.config_yaml)["log"]["fields"]["service"] == (
         "reg\U0001f680istry\x85\u2028"
     )
+
+
+def tls_options(with_ca: bool = True) -> dict:
+    ca = pki.make_ca()
+    cert, key = pki.issue(ca, "registry", ["10.0.0.1"])
+    options = {"tls_cert_blob": b64(cert), "tls_key_blob": b64(key)}
+    return {**options, "tls_ca_blob": b64(ca.cert_pem)} if with_ca else options
+
+
+def test_client_certificates_are_required_with_the_ca():
+    p = plan(client_auth=True, **tls_options())
+    tls = yaml.safe_load(p.config_yaml)["http"]["tls"]
+    assert tls["clientcas"] == ["/unit-root/etc/docker/registry/client-cas.pem"]
+    assert p.client_auth
+
+
+@pytest.mark.parametrize(("client_auth", "with_ca"), [(False, True), (True, False)])
+def test_no_client_certificates_without_client_auth_or_a_ca(client_auth, with_ca):
+    p = plan(client_auth=client_auth, **tls_options(with_ca))
+    assert "clientcas" not in yaml.safe_load(p.config_yaml)["http"]["tls"]
+    assert not p.client_auth
+
+
+def test_haproxy_verifies_clients_in_front_of_mirrors():
+    mirrors = "docker.io: https://registry-1.docker.io"
+    p = plan(client_auth=True, cache_mirrors=mirrors, **tls_options())
+    assert p.front is not None
+    verify = "ca-file '/unit-root/etc/docker/registry/client-cas.pem' verify required"
+    assert verify in p.front.haproxy_config
+
+
+def test_tls_client_auth_takes_on_off_or_empty():
+    with pytest.raises(InvalidConfigError, match="tls-client-auth"):
+        CharmConfig(tls_client_auth="yes")
 
 
 def test_clients_get_the_first_proxy_and_actions_take_any():
