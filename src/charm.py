@@ -20,12 +20,13 @@ from actions import client_config, images, push
 from actions.garbage_collect import GarbageCollectError, GarbageCollectParams, collect_garbage
 from relations import cert_provider, docker_registry, peer, website
 from state.config import CharmConfig, InvalidConfigError
+from state.front import SERVICE_TEMPLATE
 from state.plan import RegistryPlan, plan_registry, template_environment
 from state.settings import is_absolute_url
 from state.tls import ServerTLS
 from workload.machine import Machine, UbuntuMachine
-from workload.registry import Registry
-from workload.registry_api import RegistryAPIError, RegistryClient, local_access
+from workload.registry import SERVICE, Registry
+from workload.registry_api import LocalAccess, RegistryAPIError, RegistryClient, local_access
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class DockerRegistryCharm(ops.CharmBase):
         framework.observe(on.stop_action, self._on_stop_action)
         framework.observe(on.client_config_action, self._on_client_config_action)
         framework.observe(on.push_action, self._on_push_action)
+        framework.observe(on.bundle_images_action, self._on_bundle_images_action)
         framework.observe(on.images_action, self._on_images_action)
         framework.observe(on.rmi_action, self._on_rmi_action)
         framework.observe(on.garbage_collect_action, self._on_garbage_collect_action)
@@ -239,6 +241,10 @@ class DockerRegistryCharm(ops.CharmBase):
             f"localhost:{plan.port}",
         )
 
+    def _local_access(self, plan: RegistryPlan) -> LocalAccess:
+        """How the actions reach this unit's registry: on loopback, TLS verified."""
+        return local_access(plan, self.registry.machine.listen_host)
+
     @staticmethod
     def _report(event: ops.ActionEvent, results: dict, failure: str | None) -> None:
         """Set an action's results, then fail it if something went wrong."""
@@ -252,6 +258,7 @@ class DockerRegistryCharm(ops.CharmBase):
             return
         params = event.load_params(push.PushParams)
         try:
+            push.check_temp_dir(params.temp_dir)
             copies = push.plan_copies(
                 params.image,
                 tag=params.tag,
@@ -266,20 +273,33 @@ class DockerRegistryCharm(ops.CharmBase):
         )
         outcomes = push.push_images(
             copies,
-            local_access(plan),
+            self._local_access(plan),
             source,
             netloc=plan.netloc,
             parallel=params.parallel,
             log=event.log,
+            temp_dir=params.temp_dir,
         )
         self._report(event, *push.action_results(outcomes))
+
+    def _on_bundle_images_action(self, event: ops.ActionEvent) -> None:
+        """What a bundle holds and where push would put each image; reads only."""
+        desired = self.desired
+        params = event.load_params(push.BundleImagesParams)
+        try:
+            copies = push.plan_copies(params.path, namespace=params.namespace)
+        except push.InvalidPushError as e:
+            event.fail(str(e))
+            return
+        netloc = desired.netloc if isinstance(desired, RegistryPlan) else None
+        self._report(event, *push.listing_results(copies, netloc))
 
     def _on_images_action(self, event: ops.ActionEvent) -> None:
         plan = self._serving(event)
         if plan is None:
             return
         params = event.load_params(images.ImagesParams)
-        client = RegistryClient(local_access(plan))
+        client = RegistryClient(self._local_access(plan))
         try:
             entries = images.list_images(
                 client,
@@ -297,7 +317,7 @@ class DockerRegistryCharm(ops.CharmBase):
         if plan is None:
             return
         deletions = images.delete_images(
-            RegistryClient(local_access(plan)),
+            RegistryClient(self._local_access(plan)),
             event.load_params(images.RmiParams).image.split(),
             own_netlocs=self._own_netlocs(plan),
             log=event.log,
@@ -324,19 +344,38 @@ class DockerRegistryCharm(ops.CharmBase):
             return
         event.set_results(collected.results())
 
+    def _serving_status(self, desired: RegistryPlan) -> ops.StatusBase:
+        """Active while the main registry answers, naming mirrors whose cache does not."""
+        silent = self.registry.not_answering(desired)
+        if SERVICE in silent:
+            cache = (
+                f" (a pull-through cache of {desired.cache_url} exits while it cannot reach it)"
+                if desired.cache_url
+                else ""
+            )
+            return ops.BlockedStatus(
+                f"Registry is not answering; see journalctl -u {SERVICE}{cache}"
+            )
+        how = f"{desired.scheme}, proxied" if desired.proxied else desired.scheme
+        ready = f"Ready at {desired.netloc} ({how})."
+        down = [m for m in desired.front.mirrors if m.service in silent] if desired.front else []
+        if not down:
+            return ops.ActiveStatus(ready)
+        hosts = ", ".join(m.host for m in down)
+        journal = down[0].service if len(down) == 1 else f"'{SERVICE_TEMPLATE}*'"
+        return ops.ActiveStatus(
+            f"{ready} Mirror of {hosts} not answering (upstream unreachable?);"
+            f" see journalctl -u {journal}"
+        )
+
     def _on_collect_status(self, event: ops.CollectStatusEvent) -> None:
         desired = self.desired
         if not isinstance(desired, RegistryPlan):
             event.add_status(desired)
         elif self._stored.stopped_by_operator:
             event.add_status(ops.BlockedStatus(STOPPED_BY_OPERATOR))
-        elif not self.registry.answers(desired):
-            event.add_status(
-                ops.BlockedStatus("Registry is not answering; see journalctl -u docker-registry")
-            )
         else:
-            how = f"{desired.scheme}, proxied" if desired.proxied else desired.scheme
-            event.add_status(ops.ActiveStatus(f"Ready at {desired.netloc} ({how})."))
+            event.add_status(self._serving_status(desired))
         relation_tls = self.relation_tls
         if isinstance(relation_tls, ops.WaitingStatus) and (
             isinstance(desired, RegistryPlan) and desired.tls is None

@@ -27,6 +27,7 @@ from state import front
 from state.front import FrontPlan
 from state.plan import RegistryPlan
 from workload.machine import Machine
+from workload.registry_api import loopback_address
 
 logger = logging.getLogger(__name__)
 
@@ -244,11 +245,20 @@ class Registry:
 
     def answers(self, plan: RegistryPlan, timeout: float = 3.0) -> bool:
         """Whether the registry, and each mirror, answers its API base (200, or 401 with auth)."""
-        paths = [f"{m.prefix}/" for m in plan.front.mirrors] if plan.front else []
-        return all(
-            self._answers(f"{plan.scheme}://127.0.0.1:{plan.port}{path}", timeout)
-            for path in ["/v2/", *paths]
-        )
+        return not self.not_answering(plan, timeout)
+
+    def not_answering(self, plan: RegistryPlan, timeout: float = 3.0) -> list[str]:
+        """The services that do not answer: this one, or else the mirrors' caches that don't.
+
+        A cache exits while its upstream is unreachable; the others, and the
+        main registry, keep serving.
+        """
+        address = loopback_address(self.machine.listen_host)
+        base = f"{plan.scheme}://{address}:{plan.port}"
+        if not self._answers(f"{base}/v2/", timeout):
+            return [SERVICE]
+        mirrors = plan.front.mirrors if plan.front else ()
+        return [m.service for m in mirrors if not self._answers(f"{base}{m.prefix}/", timeout)]
 
     def _answers(self, url: str, timeout: float) -> bool:
         context = ssl.create_default_context()

@@ -1,16 +1,20 @@
 """A small client for the registry's HTTP API (distribution v2), for the actions.
 
-The charm talks to its own registry on loopback. `LocalAccess` says how: which
-host name to use (one the registry's certificate names, so TLS is verified,
-not skipped), which CA to trust, and the basic-auth credentials.
-`RegistryClient` lists the catalog and tags (following pagination), resolves
-tags to manifest digests and deletes manifests.
+The charm talks to its own registry on loopback, whatever `http-host` says
+(split DNS, an ingress on another port). `LocalAccess` says how: the address
+to dial, the name to verify TLS against (one the registry's certificate
+carries, so TLS is verified, not skipped), which CA to trust, and the
+basic-auth credentials. `RegistryClient` lists the catalog and tags
+(following pagination), resolves tags to manifest digests and deletes
+manifests. It uses http.client, which never reads proxy variables: calls to
+our own registry never go through the model's proxy.
 """
 
 from __future__ import annotations
 
 import base64
 import http.client
+import ipaddress
 import json
 import re
 import socket
@@ -25,7 +29,6 @@ from state.settings import BasicAuth
 from state.tls import load_certificates
 
 LOOPBACK = "127.0.0.1"
-LOOPBACK_NAMES = ("127.0.0.1", "localhost")
 TIMEOUT = 30.0
 MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -50,11 +53,13 @@ class LocalAccess:
     """How the charm reaches the registry on its own unit."""
 
     host: str
-    """The host name skopeo dials and TLS verifies; the Python client dials loopback."""
+    """The name in image references and the one TLS verifies."""
     port: int
     tls: bool
     ca_pem: str | None = field(default=None, repr=False)
     credentials: BasicAuth | None = field(default=None, repr=False)
+    address: str = LOOPBACK
+    """The loopback address the registry listens on, which the Python client dials."""
 
     @property
     def netloc(self) -> str:
@@ -62,29 +67,62 @@ class LocalAccess:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
+    @property
+    def mapped_name(self) -> str | None:
+        """A DNS name that must resolve to `address` for programs that dial `host` (skopeo).
 
-def local_access(plan: RegistryPlan) -> LocalAccess:
+        None when `host` is an address: it is dialled as it is.
+        """
+        return None if _is_ip(self.host) else self.host
+
+
+def loopback_address(listen_host: str) -> str:
+    """Where this unit's registry answers on loopback: its own address if bound to one."""
+    return listen_host if listen_host not in ("", "0.0.0.0", "::") else LOOPBACK  # noqa: S104
+
+
+def local_access(plan: RegistryPlan, listen_host: str = "") -> LocalAccess:
     """How to reach the registry this unit runs, verifying its TLS certificate.
 
     The certificate names the addresses clients use, not necessarily
-    127.0.0.1. Preferred are a loopback name the certificate carries, then
-    this unit's own address: both reach this unit, whereas the address
-    clients use (`plan.netloc`) may be a proxy or the oldest unit. That one is
-    the last resort, for a certificate that names only it.
+    127.0.0.1. Preferred are the loopback address and this unit's own
+    address when the certificate names them (both reach this unit and need
+    no name resolution), then a DNS name it carries, `http-host`'s first,
+    which skopeo resolves to loopback in a private mount namespace (see
+    `actions/push.py`): whether the unit can resolve it (split DNS) and
+    where it points (an ingress on another port) do not matter. The address
+    clients use is the last resort, for a certificate naming only that IP.
     """
+    address = loopback_address(listen_host)
     if plan.tls is None:
-        return LocalAccess(LOOPBACK, plan.port, tls=False, credentials=plan.basic_auth)
+        return LocalAccess(
+            address, plan.port, tls=False, credentials=plan.basic_auth, address=address
+        )
     names = certificate_names(plan.tls.cert_pem)
-    on_this_unit = [name for name in (*LOOPBACK_NAMES, plan.unit_address) if name in names]
-    host = on_this_unit[0] if on_this_unit else urllib.parse.urlsplit(f"//{plan.netloc}").hostname
+    client_host = urllib.parse.urlsplit(f"//{plan.netloc}").hostname or ""
+    candidates = [name for name in (address, plan.unit_address) if _is_ip(name) and name in names]
+    candidates += [
+        name
+        for name in (client_host, "localhost", *sorted(names))
+        if name in names and not _is_ip(name) and "*" not in name
+    ]
     return LocalAccess(
-        host or LOOPBACK,
+        (candidates or [client_host or address])[0],
         plan.port,
         tls=True,
         # Without a CA, a self-signed server certificate is its own anchor.
         ca_pem=plan.tls.ca_pem or plan.tls.cert_pem,
         credentials=plan.basic_auth,
+        address=address,
     )
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def certificate_names(cert_pem: str) -> set[str]:
@@ -105,14 +143,14 @@ class _LoopbackHTTPSConnection(http.client.HTTPSConnection):
     ssl matches `server_hostname` against the certificate's DNS and IP names.
     """
 
-    def __init__(self, tls_name: str, port: int, context: ssl.SSLContext, timeout: float):
-        super().__init__(LOOPBACK, port, timeout=timeout, context=context)
-        self._tls_name = tls_name
+    def __init__(self, access: LocalAccess, context: ssl.SSLContext, timeout: float):
+        super().__init__(access.address, access.port, timeout=timeout, context=context)
+        self._tls_name = access.host
         self._ssl_context = context
 
     def connect(self) -> None:
-        """Dial loopback; check the certificate against the name, not 127.0.0.1."""
-        sock = socket.create_connection((LOOPBACK, self.port), self.timeout)
+        """Dial loopback; check the certificate against the name, not the address."""
+        sock = socket.create_connection((self.host, self.port), self.timeout)
         self.sock = self._ssl_context.wrap_socket(sock, server_hostname=self._tls_name)
 
 
@@ -125,9 +163,11 @@ class RegistryClient:
 
     def _connection(self) -> http.client.HTTPConnection:
         if not self.access.tls:
-            return http.client.HTTPConnection(LOOPBACK, self.access.port, timeout=self.timeout)
+            return http.client.HTTPConnection(
+                self.access.address, self.access.port, timeout=self.timeout
+            )
         context = ssl.create_default_context(cadata=self.access.ca_pem)
-        return _LoopbackHTTPSConnection(self.access.host, self.access.port, context, self.timeout)
+        return _LoopbackHTTPSConnection(self.access, context, self.timeout)
 
     def request(
         self, method: str, path: str, headers: dict[str, str] | None = None
