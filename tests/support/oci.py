@@ -282,19 +282,23 @@ def write_archive(
             name = member.relative_to(source).as_posix()
             if name not in skip:
                 tar.add(member, arcname=f"./{name}", recursive=False)
-    data = buf.getvalue()
-    if compression == "gzip":
-        data = _gzip(data, 6)
-    elif compression == "xz":
-        data = lzma.compress(data)
-    elif compression == "bzip2":
-        data = bz2.compress(data)
-    elif compression == "zstd":
-        data = zstandard.ZstdCompressor().compress(data)
-    elif compression:
-        raise ValueError(f"unknown compression {compression!r}")
-    target.write_bytes(data)
+    target.write_bytes(compress(buf.getvalue(), compression))
     return target
+
+
+def compress(data: bytes, compression: str) -> bytes:
+    """`data` compressed as bundles come: "" (as is), gzip, xz, bzip2 or zstd."""
+    if compression == "gzip":
+        return _gzip(data, 6)
+    if compression == "xz":
+        return lzma.compress(data)
+    if compression == "bzip2":
+        return bz2.compress(data)
+    if compression == "zstd":
+        return zstandard.ZstdCompressor().compress(data)
+    if compression:
+        raise ValueError(f"unknown compression {compression!r}")
+    return data
 
 
 def write_docker_save(
