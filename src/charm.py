@@ -210,9 +210,8 @@ class DockerRegistryCharm(ops.CharmBase):
         try:
             results = client_config.render(
                 desired,
+                event.load_params(client_config.ClientConfigParams),
                 templates=self.templates,
-                hosts_dir=event.params["hosts-dir"],
-                mirror_of=event.params["mirror-of"],
             )
         except client_config.ClientConfigError as e:
             event.fail(str(e))
@@ -357,6 +356,9 @@ class DockerRegistryCharm(ops.CharmBase):
                 f"Registry is not answering; see journalctl -u {SERVICE}{cache}"
             )
         how = f"{desired.scheme}, proxied" if desired.proxied else desired.scheme
+        if desired.tls is None and self.model.relations[docker_registry.ENDPOINT]:
+            # The containerd charm gives nodes a scheme-less endpoint: https.
+            how += "; containerd nodes need TLS"
         ready = f"Ready at {desired.netloc} ({how})."
         down = [m for m in desired.front.mirrors if m.service in silent] if desired.front else []
         if not down:

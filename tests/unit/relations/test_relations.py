@@ -122,10 +122,26 @@ def test_docker_registry_goes_through_the_proxy(ctx, port):
     data = decoded(state.get_relation(relation.id).local_unit_data)
     assert data["registry_netloc"] == f"10.9.9.9:{port}"
     assert data["registry_url"] == f"http://10.9.9.9:{port}"
-    assert state.unit_status == testing.ActiveStatus(f"Ready at 10.9.9.9:{port} (http, proxied).")
+    assert state.unit_status == testing.ActiveStatus(
+        f"Ready at 10.9.9.9:{port} (http, proxied; containerd nodes need TLS)."
+    )
     state = ctx.run(ctx.on.relation_broken(state.get_relation(proxy.id)), state)
     data = decoded(state.get_relation(relation.id).local_unit_data)
     assert data["registry_netloc"] == f"127.0.0.1:{port}"
+
+
+def test_plain_http_to_containerd_says_nodes_need_tls(ctx, port):
+    """The containerd charm gives nodes a scheme-less endpoint, which means https."""
+    relation = registry_relation()
+    state = unit_state(port, relations=[testing.PeerRelation("peer"), relation])
+    state = ctx.run(ctx.on.relation_joined(relation, remote_unit=0), state)
+    assert state.unit_status == testing.ActiveStatus(
+        f"Ready at 127.0.0.1:{port} (http; containerd nodes need TLS)."
+    )
+    broken = ctx.run(ctx.on.relation_broken(state.get_relation(relation.id)), state)
+    assert broken.unit_status == testing.ActiveStatus(f"Ready at 127.0.0.1:{port} (http).")
+    state = ctx.run(ctx.on.config_changed(), with_config(state, **tls_config(CA, "127.0.0.1")))
+    assert state.unit_status == testing.ActiveStatus(f"Ready at 127.0.0.1:{port} (https).")
 
 
 # --- website ---------------------------------------------------------------
@@ -254,7 +270,9 @@ def test_legacy_request_and_certificate(ctx, machine, port):
     data = decoded(state.get_relation(registry.id).local_unit_data)
     assert data["tls_ca"] is None
     assert data["registry_url"] == f"http://127.0.0.1:{port}"
-    assert state.unit_status == testing.ActiveStatus(f"Ready at 127.0.0.1:{port} (http).")
+    assert state.unit_status == testing.ActiveStatus(
+        f"Ready at 127.0.0.1:{port} (http; containerd nodes need TLS)."
+    )
 
 
 @pytest.mark.parametrize(

@@ -215,6 +215,9 @@ def test_client_config_plain_http(ctx, port):
     assert sorted(files) == [f"{netloc}/hosts.toml", "docker.io/hosts.toml"]
     assert '"pull", "resolve", "push"' in files[f"{netloc}/hosts.toml"]
     assert json.loads(results["custom-registries"]) == [
+        {"host": "docker.io", "url": f"http://{netloc}"},
+    ]
+    assert json.loads(results["custom-registries-unrelated"]) == [
         {"host": netloc, "url": f"http://{netloc}"},
         {"host": "docker.io", "url": f"http://{netloc}"},
     ]
@@ -240,20 +243,21 @@ def test_client_config_with_tls_auth_and_mirrors(ctx, port):
     assert f'[host."https://127.0.0.1:{port}/v2/registry.k8s.io"]' in toml
     assert 'ca = "/var/snap/microk8s/current/args/certs.d/registry.k8s.io/ca.crt"' in toml
     assert "override_path = true" in toml
-    registries = json.loads(results["custom-registries"])
-    assert registries[1] == {
-        "host": "docker.io",
-        "url": f"https://127.0.0.1:{port}/v2/docker.io",
-        "username": "alice",
-        "ca_file": b64(CA.cert_pem),
-    }
+    netloc = f"127.0.0.1:{port}"
+    mirror_entries = [
+        {"host": "docker.io", "url": f"https://{netloc}/v2/docker.io"},
+        {"host": "registry.k8s.io", "url": f"https://{netloc}/v2/registry.k8s.io"},
+    ]
+    assert json.loads(results["custom-registries"]) == mirror_entries
+    own = {"host": netloc, "url": netloc, "username": "alice", "ca_file": b64(CA.cert_pem)}
+    assert json.loads(results["custom-registries-unrelated"]) == [own, *mirror_entries]
 
 
 @pytest.mark.parametrize(
     ("params", "message"),
     [
         ({"hosts-dir": "certs.d"}, "hosts-dir must be an absolute path, not 'certs.d'"),
-        ({"mirror-of": "https://docker.io"}, "mirror-of must be a registry host such as"),
+        ({"mirror-of": "https://docker.io"}, "mirror-of: 'https://docker.io' is not a registry"),
     ],
 )
 def test_client_config_bad_params_fail(ctx, port, params, message):
