@@ -196,7 +196,28 @@ def plan_copies(
         raise InvalidPushError(
             "tag: names the destination of one image; use namespace for several"
         )
-    return copies
+    return _refuse_collisions(copies)
+
+
+def _refuse_collisions(copies: list[ImageCopy]) -> list[ImageCopy]:
+    """An image whose destination another image of the push has already fails.
+
+    Images from two registries with the same path (gcr.io/a:1, quay.io/a:1)
+    land at the same place; copied at once, which one won would be chance.
+    """
+    first: dict[str, str] = {}
+    checked = []
+    for copy in copies:
+        if not copy.error and copy.destination in first:
+            copy = dataclasses.replace(
+                copy,
+                error=f"lands at {copy.destination} as {first[copy.destination]} does;"
+                " push one of them in another push with another namespace",
+            )
+        elif not copy.error:
+            first[copy.destination] = copy.source
+        checked.append(copy)
+    return checked
 
 
 def _expand_list(token: str) -> list[str]:

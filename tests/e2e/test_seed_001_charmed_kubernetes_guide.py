@@ -62,14 +62,10 @@ def test_the_guide_step_by_step(ctx, port, containerd, tmp_path, monkeypatch):
         for image in IMAGES
     }
     with public_registry(PUBLIC, PUBLIC_ADDRESS, site_ca) as public:
-        cert_dir = tmp_path / "public-ca"
-        cert_dir.mkdir()
-        (cert_dir / "ca.crt").write_bytes(site_ca.cert_pem)
         for image in IMAGES:
             skopeo.copy(
                 oci.layout_ref(layout, image.replace(":", "-")),
                 f"docker://{public.netloc}/{image}",
-                dest_cert_dir=cert_dir,
                 dest_tls_verify=False,
             )
         unit_site(monkeypatch, tmp_path / "site", {PUBLIC: PUBLIC_ADDRESS}, site_ca.cert_pem)

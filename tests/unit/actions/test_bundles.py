@@ -250,3 +250,13 @@ def test_bundle_images_lists_without_pushing(ctx, machine, port, layout, tmp_pat
     assert failed.value.message == (
         "1 of 1 images cannot be pushed: nginx:1.25: not a file on the unit"
     )
+
+
+def test_two_images_landing_at_the_same_place_fail_the_second():
+    copies = plan_copies("gcr.io/team/app:1 quay.io/team/app:1 quay.io/team/app:2")
+    assert [c.error for c in copies] == [
+        "",
+        "lands at team/app:1 as gcr.io/team/app:1 does;"
+        " push one of them in another push with another namespace",
+        "",
+    ]
