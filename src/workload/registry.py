@@ -275,10 +275,15 @@ class Registry:
             return False
 
     def wait_until_answering(self, plan: RegistryPlan, timeout: float = READY_TIMEOUT) -> bool:
-        """Poll /v2/ until the registry answers or `timeout` seconds pass."""
+        """Poll /v2/ until the registry answers or `timeout` seconds pass.
+
+        A mirror's cache that exited (its upstream unreachable) is not waited
+        for: the registry serves without it, and the status names it.
+        """
         deadline = time.monotonic() + timeout
         while True:
-            if self.answers(plan):
+            silent = self.not_answering(plan)
+            if SERVICE not in silent and not any(map(self.machine.running, silent)):
                 return True
             if time.monotonic() >= deadline or not self.running():
                 return False
