@@ -9,10 +9,11 @@ or `org.opencontainers.image.ref.name` per image; `manifest.json` of a
 carries both), then unpacks it once and points skopeo at each image.
 
 Memory stays small whatever the bundle's size: tar members are streamed,
-only the JSON files and blobs under `SMALL_BLOB` bytes (manifests, to see
-whether a multi-arch index carries all its platforms) are read into memory. A compressed
-bundle (gzip, xz, bzip2; zstd with the `zstandard` library) is read twice,
-once to list and once to unpack, rather than kept in memory or on disk.
+and only the JSON files and blobs under `SMALL_BLOB` bytes (manifests, to
+see whether a multi-arch index carries all its platforms) are read into
+memory. A compressed bundle (gzip, xz, bzip2; zstd with the `zstandard`
+library) is read twice, once to list and once to unpack, rather than kept
+in memory or on disk.
 
 Temporary disk (`Bundle.temp_disk`), in a folder next to the bundle unless
 the push says otherwise, removed when the push ends:
@@ -48,7 +49,7 @@ INDEX_TYPES = (
     "application/vnd.docker.distribution.manifest.list.v2+json",
 )
 SMALL_BLOB = 64 * 1024
-"""Blobs up to this size are kept in memory while listing a compressed bundle."""
+"""Blobs up to this size (manifests, configs) are kept in memory while listing."""
 _MAGIC = {
     b"\x1f\x8b": "gzip",
     b"\xfd7zXZ\x00": "xz",
@@ -59,8 +60,6 @@ _OPENERS = {"gzip": gzip.open, "xz": lzma.open, "bzip2": bz2.open}
 _BLOB = re.compile(r"^blobs/([a-z0-9]+)/([a-f0-9]{32,})$")
 _KEEP = ("index.json", "oci-layout", "manifest.json")
 _COPY_CHUNK = 1024 * 1024
-
-
 _READ_ERRORS = (
     OSError,
     ValueError,
@@ -290,6 +289,8 @@ def unpacked(
     with tmp_dir as tmp_name:
         try:
             source = _unpack(bundle, work_dir, Path(tmp_name), log)
+        except BundleError:
+            raise
         except _READ_ERRORS as e:
             raise BundleError(f"cannot unpack {bundle.path}: {e}") from None
         yield source
@@ -330,10 +331,13 @@ def _check_space(bundle: Bundle, work_dir: Path) -> None:
 
 def size_text(size: int) -> str:
     """A size for people: 3.2 GiB."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024  # type: ignore[assignment]
+    if size < 1024:
+        return f"{size} B"
+    scaled = float(size)
+    for unit in ("KiB", "MiB", "GiB"):
+        scaled /= 1024
+        if scaled < 1024 or unit == "GiB":
+            return f"{scaled:.1f} {unit}"
     raise AssertionError("unreachable")
 
 

@@ -1,8 +1,9 @@
 """The push action: copy images into this unit's registry with skopeo.
 
-Sources are registry references or image files on the unit (for air-gapped
-sites). Every copy preserves digests (`--preserve-digests --all`), so the
-pushed manifest digest equals the source's. Credentials reach skopeo only
+Sources are registry references, image files and bundles on the unit (for
+air-gapped sites; see `bundles.py`) and lists of references. Every copy
+preserves digests (`--preserve-digests --all`), so the pushed manifest
+digest equals the source's. Credentials reach skopeo only
 through 0600 auth files in a private temporary directory, never on its
 command line, and are scrubbed from any error text.
 
@@ -212,7 +213,7 @@ def _refuse_collisions(copies: list[ImageCopy]) -> list[ImageCopy]:
             copy = dataclasses.replace(
                 copy,
                 error=f"lands at {copy.destination} as {first[copy.destination]} does;"
-                " push one of them in another push with another namespace",
+                " push it separately, under another namespace",
             )
         elif not copy.error:
             first[copy.destination] = copy.source
@@ -384,11 +385,9 @@ def listing_results(copies: list[ImageCopy], netloc: str | None) -> tuple[dict, 
             f"{path}: {size_text(size)} ({size} bytes)" for path, size in needs.items()
         ),
     }
-    if failed:
-        return results, f"{len(failed)} of {len(copies)} images cannot be pushed: " + "; ".join(
-            failed
-        )
-    return results, None
+    if not failed:
+        return results, None
+    return results, f"{len(failed)} of {len(copies)} images cannot be pushed: {'; '.join(failed)}"
 
 
 def push_images(

@@ -257,6 +257,6 @@ def test_two_images_landing_at_the_same_place_fail_the_second():
     assert [c.error for c in copies] == [
         "",
         "lands at team/app:1 as gcr.io/team/app:1 does;"
-        " push one of them in another push with another namespace",
+        " push it separately, under another namespace",
         "",
     ]
