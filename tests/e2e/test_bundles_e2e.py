@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -141,3 +144,41 @@ def test_a_docker_save_archive_with_several_tags_pushes_each(
         f"{netloc}/team/web:2": source_digest,
     }
     assert pull(containerd, tmp_path / "certs.d", f"{netloc}/team/web:2") == source_digest
+
+
+# Peak memory from VmHWM: ru_maxrss would carry the test process's over from the fork.
+PEAK_MEMORY = """
+import re, sys
+from pathlib import Path
+from actions.bundles import read_bundle, unpacked
+bundle = read_bundle(Path(sys.argv[1]))
+with unpacked(bundle, Path(sys.argv[2]), print) as source:
+    refs = [source(image) for image in bundle.images]
+status = Path("/proc/self/status").read_text()
+print(int(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1)) * 1024)
+"""
+
+
+def test_a_bundle_larger_than_the_memory_it_may_take_lists_and_unpacks(tmp_path):
+    """Listing and unpacking stream: memory stays far below the bundle's size."""
+    layout = tmp_path / "big"
+    layers = [
+        oci.make_layer(oci.random_layer(40 << 20, f"big-{i}"), compresslevel=1) for i in range(3)
+    ]
+    oci.build_image(layout, "v1", layers=layers)
+    bundle = oci.write_archive(layout, tmp_path / "big.tar.zst", compression="zstd")
+    del layers
+    assert bundle.stat().st_size > 120 << 20
+    work = tmp_path / "work"
+    work.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_MEMORY, str(bundle), str(work)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")},
+    )
+    peak = int(done.stdout.splitlines()[-1])
+    assert peak < 64 << 20, f"peak memory {peak >> 20} MiB for a 120 MiB bundle"
+    assert list(work.iterdir()) == []
