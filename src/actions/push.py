@@ -505,7 +505,7 @@ class _SkopeoConfig:
             (cert_dir / "ca.crt").write_text(access.ca_pem)
             self.dest_args += ["--dest-cert-dir", str(cert_dir)]
         self.env = _direct_environment(access)
-        self.launcher = _resolving_to(access, tmp / "hosts") if access.mapped_name else []
+        self.launcher = _resolving_to(access, tmp / "hosts") if access.name_on_loopback else []
 
     def _authfile(self, name: str, logins: dict[str, BasicAuth]) -> str:
         """An auth file (mode 0600) in the format skopeo reads, one entry per registry."""
@@ -590,7 +590,7 @@ def _resolving_to(access: LocalAccess, hosts: Path) -> list[str]:
     as root) gets a copy of /etc/hosts with the name on loopback; nothing
     changes for the rest of the machine.
     """
-    name = access.mapped_name
+    name = access.host
     try:
         current = Path("/etc/hosts").read_text().splitlines()
     except OSError:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import http.client
-import ipaddress
 import json
 import re
 import socket
@@ -60,20 +59,14 @@ class LocalAccess:
     credentials: BasicAuth | None = field(default=None, repr=False)
     address: str = LOOPBACK
     """The loopback address the registry listens on, which the Python client dials."""
+    name_on_loopback: bool = False
+    """`host` is a DNS name that programs dialling it (skopeo) must resolve to `address`."""
 
     @property
     def netloc(self) -> str:
         """host:port, bracketing IPv6 literals."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
-
-    @property
-    def mapped_name(self) -> str | None:
-        """A DNS name that must resolve to `address` for programs that dial `host` (skopeo).
-
-        None when `host` is an address: it is dialled as it is.
-        """
-        return None if _is_ip(self.host) else self.host
 
 
 def loopback_address(listen_host: str) -> str:
@@ -98,43 +91,36 @@ def local_access(plan: RegistryPlan, listen_host: str = "") -> LocalAccess:
         return LocalAccess(
             address, plan.port, tls=False, credentials=plan.basic_auth, address=address
         )
-    names = certificate_names(plan.tls.cert_pem)
+    dns_names, addresses = certificate_names(plan.tls.cert_pem)
     client_host = urllib.parse.urlsplit(f"//{plan.netloc}").hostname or ""
-    candidates = [name for name in (address, plan.unit_address) if _is_ip(name) and name in names]
-    candidates += [
+    by_address = [a for a in (address, plan.unit_address) if a in addresses]
+    by_name = [
         name
-        for name in (client_host, "localhost", *sorted(names))
-        if name in names and not _is_ip(name) and "*" not in name
+        for name in (client_host, "localhost", *sorted(dns_names))
+        if name in dns_names and "*" not in name
     ]
+    host = (by_address or by_name or [client_host or address])[0]
     return LocalAccess(
-        (candidates or [client_host or address])[0],
+        host,
         plan.port,
         tls=True,
         # Without a CA, a self-signed server certificate is its own anchor.
         ca_pem=plan.tls.ca_pem or plan.tls.cert_pem,
         credentials=plan.basic_auth,
         address=address,
+        name_on_loopback=not by_address and bool(by_name),
     )
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def certificate_names(cert_pem: str) -> set[str]:
-    """The DNS names and IP addresses in a certificate's subjectAltName."""
+def certificate_names(cert_pem: str) -> tuple[set[str], set[str]]:
+    """The DNS names and the IP addresses in a certificate's subjectAltName."""
     leaf = load_certificates(cert_pem)[0]
     try:
         san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
-        return set()
-    names = set(san.get_values_for_type(x509.DNSName))
-    names |= {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
-    return names
+        return set(), set()
+    addresses = {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
+    return set(san.get_values_for_type(x509.DNSName)), addresses
 
 
 class _LoopbackHTTPSConnection(http.client.HTTPSConnection):

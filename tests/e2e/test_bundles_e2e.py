@@ -21,7 +21,8 @@ import pytest
 
 from charm_context import unit_state
 from support import oci, skopeo
-from support.containerd import Containerd, HostEndpoint, write_hosts_toml
+from support.containerd import Containerd
+from support.node import pull_plain
 
 pytestmark = pytest.mark.e2e
 
@@ -42,17 +43,6 @@ def layout(tmp_path_factory) -> tuple[Path, dict[str, str]]:
         oci.build_image(path, arch, files={"arch": arch.encode()}, architecture=arch)
     digests[MULTI] = oci.build_index(path, MULTI, ["amd64", "arm64"])
     return path, digests
-
-
-def pull(containerd: Containerd, hosts_dir: Path, ref: str) -> str:
-    netloc = ref.split("/", 1)[0]
-    write_hosts_toml(
-        hosts_dir,
-        netloc,
-        server_url=f"http://{netloc}",
-        endpoints=[HostEndpoint(f"http://{netloc}")],
-    )
-    return containerd.pull(ref, hosts_dir=hosts_dir)
 
 
 def pushed(ctx) -> dict[str, str]:
@@ -84,7 +74,7 @@ def test_a_multi_image_xz_bundle_pushes_in_one_action(ctx, port, layout, contain
     assert any(line.startswith(f"unpacking {bundle}") for line in ctx.action_logs)
     assert sorted(p.name for p in carried.iterdir()) == ["bundle.tar.xz"], "cleaned up"
     for ref, digest in expected.items():
-        assert pull(containerd, tmp_path / "certs.d", ref) == digest
+        assert pull_plain(containerd, tmp_path / "certs.d", ref) == digest
     index = skopeo.inspect_raw(f"docker://{netloc}/test-namespace/base/multi:3", tls_verify=False)
     platforms = [m["platform"]["architecture"] for m in json.loads(index)["manifests"]]
     assert platforms == ["amd64", "arm64"], "the index, every platform with it"
@@ -143,7 +133,7 @@ def test_a_docker_save_archive_with_several_tags_pushes_each(
         f"{netloc}/nginx:1.25": source_digest,
         f"{netloc}/team/web:2": source_digest,
     }
-    assert pull(containerd, tmp_path / "certs.d", f"{netloc}/team/web:2") == source_digest
+    assert pull_plain(containerd, tmp_path / "certs.d", f"{netloc}/team/web:2") == source_digest
 
 
 # Peak memory from VmHWM: ru_maxrss would carry the test process's over from the fork.

@@ -21,7 +21,7 @@ from ops import testing
 from charm_context import b64, unit_state
 from support import oci, pki
 from support.containerd import Containerd
-from support.seeds import client_config, cri_registry
+from support.node import client_config, cri_registry
 from support.wait import free_port
 
 pytestmark = pytest.mark.e2e

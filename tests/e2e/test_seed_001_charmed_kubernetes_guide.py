@@ -7,7 +7,7 @@ $REGISTRY/...; then the proxied form: remove easyrsa, integrate haproxy:reversep
 
 k8s.gcr.io is emulated on a loopback address of its own, port 443, with a
 certificate from a test CA: the unit reaches it through its site's DNS and
-trust store (support.seeds.unit_site), the node never needs it.
+trust store (support.node.unit_site), the node never needs it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from test_relations_e2e import client_view, configure_node, haproxy_cfg
 from charm_context import unit_state, with_config, with_relation
 from support import oci, pki, skopeo
 from support.haproxy import HAProxy
-from support.seeds import client_config, public_registry, unit_site
+from support.node import client_config, public_registry, unit_site
 from tls_providers import answered as tls_answered
 from tls_providers import easyrsa_answer
 

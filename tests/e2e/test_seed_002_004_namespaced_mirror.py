@@ -25,7 +25,7 @@ from ops import testing
 from charm_context import tls_config, unit_state
 from support import oci, pki, skopeo
 from support.containerd import Containerd
-from support.seeds import client_config, cri_registry, public_registry
+from support.node import client_config, cri_registry, public_registry
 
 pytestmark = pytest.mark.e2e
 

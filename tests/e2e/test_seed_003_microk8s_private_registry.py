@@ -26,7 +26,7 @@ from charm_context import tls_config, unit_state
 from support import oci, pki
 from support.containerd import Containerd
 from support.cri import CRIError
-from support.seeds import CRI_REGISTRY, client_config, cri_registry
+from support.node import CRI_REGISTRY, client_config, cri_registry
 
 pytestmark = pytest.mark.e2e
 

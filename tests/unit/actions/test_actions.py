@@ -184,7 +184,7 @@ def test_local_access_verifies_a_name_the_certificate_carries(ctx, port):
     plan = dataclasses.replace(plan, netloc="registry.example:443")
     access = local_access(plan, "127.0.0.9")
     assert (access.netloc, access.address) == (f"registry.example:{port}", "127.0.0.9")
-    assert access.mapped_name == "registry.example", "skopeo resolves it to loopback"
+    assert access.name_on_loopback, "skopeo resolves it to loopback"
 
     plan, _ = tls_plan(ctx, port, ["10.9.9.9", "*.example", "other.example"])
     plan = dataclasses.replace(plan, netloc="10.9.9.9:443")
@@ -196,7 +196,11 @@ def test_local_access_reaches_this_unit_not_the_proxy(ctx, port):
     plan, _ = tls_plan(ctx, port, ["10.9.9.9", "10.0.0.7"])
     plan = dataclasses.replace(plan, netloc=f"10.9.9.9:{port}", unit_address="10.0.0.7")
     access = local_access(plan)
-    assert (access.host, access.address, access.mapped_name) == ("10.0.0.7", "127.0.0.1", None)
+    assert (access.host, access.address, access.name_on_loopback) == (
+        "10.0.0.7",
+        "127.0.0.1",
+        False,
+    )
 
 
 def test_local_access_without_tls_is_plain_loopback(ctx, port):

@@ -1,9 +1,11 @@
-"""What the replays of the operators' guides share: a node configured from client-config.
+"""A node and a site as the end-to-end tests play them around the charm's registry.
 
-A node here is a containerd with its CRI plugin (pulls as kubelet's), its registry
-configuration taken only from what the charm's `client-config` action printed, and
-public names (gcr.io, registry.k8s.io, a registry's domain) mapped to loopback addresses
-in its own mount namespace, so that no public name is ever resolved.
+A node is configured only from what the charm's `client-config` action printed (its
+hosts.toml files), and pulls with `ctr` or, as kubelet does, through containerd's CRI
+plugin with public names (gcr.io, registry.k8s.io, a registry's domain) mapped to
+loopback addresses in its own mount namespace, so that no public name is ever resolved.
+Public registries are emulated on loopback addresses of their own, on :443; the unit's
+site DNS and trust store reach them (`unit_site`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 from ops import testing
 
 from . import pki
+from .containerd import Containerd, HostEndpoint, write_hosts_toml
 from .registry import RegistryProcess
 
 CRI_REGISTRY = 'plugins."io.containerd.grpc.v1.cri".registry'
@@ -35,6 +38,14 @@ def client_config(ctx, state: testing.State, hosts_dir: Path, **params: str | bo
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
     return results
+
+
+def pull_plain(containerd: Containerd, hosts_dir: Path, ref: str) -> str:
+    """`ctr` pulls `ref` from a plain-HTTP registry (its netloc), returning the digest."""
+    netloc = ref.split("/", 1)[0]
+    endpoint = HostEndpoint(f"http://{netloc}")
+    write_hosts_toml(hosts_dir, netloc, server_url=f"http://{netloc}", endpoints=[endpoint])
+    return containerd.pull(ref, hosts_dir=hosts_dir)
 
 
 def cri_registry(hosts_dir: Path, extra: str = "") -> str:
