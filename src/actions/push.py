@@ -459,7 +459,10 @@ class _BundleSources:
             return copy
         bundle = copy.bundle
         if bundle.path not in self.unpacked:
-            work_dir = Path(self.temp_dir) if self.temp_dir else bundle.path.parent
+            # Next to the bundle: the disk the operator found room on. Reading
+            # in place needs only a few small files, which go to /tmp.
+            beside = bundle.path.parent if bundle.temp_disk else Path(tempfile.gettempdir())
+            work_dir = Path(self.temp_dir) if self.temp_dir else beside
             try:
                 self.unpacked[bundle.path] = self.stack.enter_context(
                     unpacked(bundle, work_dir, self.log)
