@@ -10,8 +10,9 @@ to gcr.io.
 
 Here: the bundle is a multi-image OCI archive, xz-compressed; gcr.io and
 somehost.io are emulated on loopback addresses of their own, port 443, with
-the same images; the node is a containerd (CRI) configured only from
-client-config's files, with the public names mapped in its own namespace.
+the same images; the registry takes a login; the node is a containerd (CRI)
+configured only from client-config's output (hosts.toml files, CA, the
+login), with the public names mapped in its own namespace.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from support.node import client_config, cri_registry, public_registry
 pytestmark = pytest.mark.e2e
 
 PUBLIC = {"gcr.io": "127.12.2.1", "somehost.io": "127.12.2.2"}
+LOGIN = {"auth-basic-user": "puller", "auth-basic-password": "pull-Secret-4"}
 IMAGES = (
     "gcr.io/kubernetes-e2e-test-images/nautilus:1.0",
     "gcr.io/anthos-baremetal-release/kube-rbac-proxy:v0.6.0-gke.0",
@@ -60,7 +62,8 @@ def test_a_bundle_pushed_under_a_namespace_is_pulled_through_the_mirror_and_fail
     bundle, layout, digests = build_bundle(tmp_path)
     public_ca = pki.make_ca("public-ca")
     own_ca = pki.make_ca("site-ca")
-    state = ctx.run(ctx.on.install(), unit_state(port, config=tls_config(own_ca, "127.0.0.1")))
+    config = {**tls_config(own_ca, "127.0.0.1"), **LOGIN}
+    state = ctx.run(ctx.on.install(), unit_state(port, config=config))
     registry = f"127.0.0.1:{port}"
     assert state.unit_status == testing.ActiveStatus(f"Ready at {registry} (https).")
 
@@ -80,16 +83,22 @@ def test_a_bundle_pushed_under_a_namespace_is_pulled_through_the_mirror_and_fail
 
     # registryMirrors: endpoint https://$REGISTRY/v2/test-namespace, caCertPath, hosts.
     hosts_dir = tmp_path / "certs.d"
-    config = client_config(
-        ctx, state, hosts_dir, **{"mirror-of": "gcr.io somehost.io", "namespace": "test-namespace"}
+    results = client_config(
+        ctx,
+        state,
+        hosts_dir,
+        **{"mirror-of": "gcr.io somehost.io", "namespace": "test-namespace"},
+        **{"include-password": True},
     )
-    assert f'[host."https://{registry}/v2/test-namespace"]' in config["hosts-toml"]
-    assert "override_path = true" in config["hosts-toml"]
+    assert f'[host."https://{registry}/v2/test-namespace"]' in results["hosts-toml"]
+    assert "override_path = true" in results["hosts-toml"]
+    # pullCredentialConfigPath: the login, as the node's containerd takes it.
+    login = results["containerd-auth-toml"]
 
     with (
         public_registry("gcr.io", PUBLIC["gcr.io"], public_ca) as gcr,
         Containerd(
-            cri_registry=cri_registry(hosts_dir),
+            cri_registry=cri_registry(hosts_dir, login),
             etc_hosts=PUBLIC,
             trusted_pem=public_ca.cert_pem,
         ) as node,
