@@ -116,7 +116,7 @@ class DockerRegistryCharm(ops.CharmBase):
             http_secret=http_secret,
             unit_address=self._unit_address(),
             primary_address=self.units[0].address,
-            proxy_address=website.proxy_address(self),
+            proxy_addresses=website.proxy_addresses(self),
             relation_tls=relation_tls if isinstance(relation_tls, ServerTLS) else None,
             maintenance=maintenance,
         )
@@ -131,9 +131,20 @@ class DockerRegistryCharm(ops.CharmBase):
         """This application's units with their addresses, oldest first."""
         return peer.unit_addresses(self, self._unit_address())
 
+    @functools.cached_property
+    def website_units(self) -> list[peer.UnitAddress]:
+        """This application's units with their `website` addresses, oldest first."""
+        return peer.unit_addresses(
+            self, self._ingress_address(website.ENDPOINT), shared_key=peer.WEBSITE_ADDRESS_KEY
+        )
+
     def _unit_address(self) -> str:
         """The address clients of the docker-registry endpoint reach this unit at."""
-        binding = self.model.get_binding(docker_registry.ENDPOINT)
+        return self._ingress_address(docker_registry.ENDPOINT)
+
+    def _ingress_address(self, endpoint: str) -> str:
+        """This unit's ingress address on `endpoint`'s binding."""
+        binding = self.model.get_binding(endpoint)
         address = binding.network.ingress_address if binding else None
         return str(address) if address else socket.getfqdn()
 
@@ -148,7 +159,7 @@ class DockerRegistryCharm(ops.CharmBase):
         http_host = str(self.config.get("http-host") or "")
         if is_absolute_url(http_host):
             names.add(urlsplit(http_host).hostname or "")
-        names.add(website.proxy_address(self) or "")
+        names.update(website.proxy_addresses(self))
         return cert_provider.CertificateRequest(
             common_name=own, sans=tuple(sorted(n for n in names if n))
         )
@@ -162,6 +173,7 @@ class DockerRegistryCharm(ops.CharmBase):
         """Bring the unit to the desired state; a no-op when it is there already."""
         if version := self.registry.version():
             self.unit.set_workload_version(version)
+        peer.share_website_address(self, self._ingress_address(website.ENDPOINT))
         desired = self.desired
         if not isinstance(desired, RegistryPlan):
             return
@@ -169,9 +181,8 @@ class DockerRegistryCharm(ops.CharmBase):
         docker_registry.publish(self, desired)
         website.publish(
             self,
-            own=next(unit for unit in self.units if unit.name == self.unit.name),
             port=desired.port,
-            units=self.units,
+            units=self.website_units,
             tls=desired.tls is not None,
             shared_storage=desired.data_dir is None,
         )
@@ -232,12 +243,10 @@ class DockerRegistryCharm(ops.CharmBase):
     @staticmethod
     def _own_netlocs(plan: RegistryPlan) -> tuple[str, ...]:
         """The prefixes that name this registry in references operators give."""
-        own = f"[{plan.unit_address}]" if ":" in plan.unit_address else plan.unit_address
+        hosts = (plan.unit_address, *plan.proxy_addresses, "127.0.0.1", "localhost")
         return (
             plan.netloc,
-            f"{own}:{plan.port}",
-            f"127.0.0.1:{plan.port}",
-            f"localhost:{plan.port}",
+            *(f"[{host}]:{plan.port}" if ":" in host else f"{host}:{plan.port}" for host in hosts),
         )
 
     def _local_access(self, plan: RegistryPlan) -> LocalAccess:

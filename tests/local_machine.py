@@ -9,12 +9,14 @@ network calls) is real.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import re
 import shutil
 import signal
 import subprocess
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 SERVICE_COMMANDS = {
@@ -33,6 +35,21 @@ class LocalMachine:
     """Runs services as child processes instead of systemd units."""
 
     listen_host = "127.0.0.1"
+
+    @classmethod
+    @contextlib.contextmanager
+    def temporary(cls) -> Iterator[LocalMachine]:
+        """A unit root in a temporary folder; services it starts are stopped afterwards.
+
+        The path is short: with cache-mirrors the registries listen on unix
+        sockets under it, and a socket path has at most 107 bytes.
+        """
+        machine = cls(Path(tempfile.mkdtemp(prefix="unit-", dir="/tmp")))
+        try:
+            yield machine
+        finally:
+            machine.close()
+            shutil.rmtree(machine.root, ignore_errors=True)
 
     def __init__(self, root: Path):
         self.root = root

@@ -205,9 +205,10 @@ def _unrelated_registries(
 
     Credentials and CA sit on an entry whose `url` is the bare netloc, so the
     containerd charm keys them `configs."<netloc>"` as containerd looks them
-    up. A bare netloc means https to containerd, so over plain HTTP the
-    registry's own entry names `http://` explicitly and the credentials go on
-    an entry with an empty `host` (the charm then writes no mirror for it).
+    up. Without a CA to give (plain HTTP, or a certificate nodes already
+    trust) the registry's own entry names its scheme explicitly, as a bare
+    netloc means https to containerd, and the credentials go on an entry with
+    an empty `host` (the charm then writes no mirror for it).
     """
     credentials: dict[str, str] = {}
     if plan.basic_auth:

@@ -86,7 +86,7 @@ class CharmConfig:
     storage_s3_keyid: str = ""
     storage_s3_secure: bool = True
     storage_s3_skip_verify: bool = False
-    storage_s3_skip_v4_auth: bool = True
+    storage_s3_skip_v4_auth: bool = False
     storage_s3_chunksize: int = 10485760
     storage_s3_multipartcopychunksize: int = 33554432
     storage_s3_multipartcopymaxconcurrency: int = 100

@@ -8,6 +8,7 @@ give the same plan, which is what makes applying it idempotent.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -55,8 +56,8 @@ class RegistryPlan:
     """host:port clients put in image names."""
     url: str
     """The registry's base URL as clients reach it."""
-    proxied: bool
-    """Whether clients reach it through a proxy (the website relation)."""
+    proxy_addresses: tuple[str, ...]
+    """The proxies' addresses (the website relation); clients are told the first."""
     unit_address: str
     """This unit's own address (clients may be sent to another unit or a proxy)."""
     basic_auth: BasicAuth | None = field(repr=False)
@@ -68,6 +69,11 @@ class RegistryPlan:
     """The upstream the registry itself caches (cache-remoteurl)."""
     read_only: bool = False
     """Whether the registry refuses pushes (config or maintenance)."""
+
+    @property
+    def proxied(self) -> bool:
+        """Whether clients reach the registry through a proxy."""
+        return bool(self.proxy_addresses)
 
     @property
     def scheme(self) -> Literal["http", "https"]:
@@ -102,13 +108,13 @@ def plan_registry(
     http_secret: str,
     unit_address: str,
     primary_address: str,
-    proxy_address: str | None = None,
+    proxy_addresses: Sequence[str] = (),
     relation_tls: ServerTLS | None = None,
     maintenance: bool = False,
 ) -> RegistryPlan:
     """The registry this unit should run.
 
-    Clients reach it at `http-host` when set, else through the proxy, else at
+    Clients reach it at `http-host` when set, else through the first proxy, else at
     the oldest unit (`primary_address`), so that every unit tells clients the
     same thing. TLS from the config blobs wins over a certificate from the
     cert-provider relation: an operator who set blobs chose them on purpose.
@@ -125,7 +131,7 @@ def plan_registry(
         netloc = urlsplit(config.http_host).netloc
         url = config.http_host.rstrip("/")
     else:
-        host = proxy_address or primary_address
+        host = proxy_addresses[0] if proxy_addresses else primary_address
         host = f"[{host}]" if ":" in host else host
         netloc = f"{host}:{config.registry_port}"
         url = f"{scheme}://{netloc}"
@@ -216,7 +222,7 @@ def plan_registry(
         ports=ports,
         netloc=netloc,
         url=url,
-        proxied=proxy_address is not None,
+        proxy_addresses=tuple(proxy_addresses),
         unit_address=unit_address,
         basic_auth=config.basic_auth,
         token_auth=config.token_auth,

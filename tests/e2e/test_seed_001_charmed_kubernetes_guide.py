@@ -20,10 +20,10 @@ import urllib.request
 
 import pytest
 from ops import testing
-from test_relations_e2e import client_view, configure_node, haproxy_cfg
+from test_relations_e2e import client_view, configure_node
 
 from charm_context import unit_state, with_config, with_relation
-from support import oci, pki, skopeo
+from support import haproxy_charm, oci, pki, skopeo
 from support.haproxy import HAProxy
 from support.node import client_config, public_registry, unit_site
 from tls_providers import answered as tls_answered
@@ -147,8 +147,13 @@ def _the_guide(ctx, port, containerd, tmp_path, digests) -> None:
     assert state.unit_status == testing.ActiveStatus(
         f"Ready at {proxied} (http, proxied; containerd nodes need TLS)."
     )
-    services = state.get_relation(website.id).local_unit_data["services"]
-    with HAProxy(haproxy_cfg(services, PROXY_ADDRESS), wait_ports=[port], host=PROXY_ADDRESS):
+    databag = state.get_relation(website.id).local_unit_data
+    services = haproxy_charm.services({"docker-registry/0": databag})
+    assert services is not None
+    cfg = haproxy_charm.haproxy_cfg(
+        services, bind_host=PROXY_ADDRESS, stats_socket=str(tmp_path / "stats.sock")
+    )
+    with HAProxy(cfg, wait_ports=[port], host=PROXY_ADDRESS):
         # The push dials the unit's registry; the image is named after the proxy.
         params = {"image": f"{PUBLIC}/{IMAGES[0]}", "tag": f"{proxied}/proxied/{IMAGES[0]}"}
         ctx.run(ctx.on.action("push", params=params), state)

@@ -110,8 +110,9 @@ class Containerd:
         self._env: dict[str, str] | None = None
 
     def _config(self) -> str:
-        disabled = _DISABLED_PLUGINS if self.cri_registry is not None else (CRI_PLUGIN,)
-        disabled = tuple(dict.fromkeys((*disabled, *_DISABLED_PLUGINS)))
+        disabled = _DISABLED_PLUGINS
+        if self.cri_registry is None:
+            disabled = (CRI_PLUGIN, *disabled)
         config = (
             "version = 2\n"
             f"root = {_toml_str(str(self.root))}\n"
@@ -215,6 +216,8 @@ class Containerd:
     def _ready(self) -> bool:
         assert self._proc is not None
         self._proc.check_alive()
+        if not os.path.exists(self.address):
+            return False  # ctr would wait for the socket and miss an early exit
         self.ctr("version", timeout=5)
         if self.cri_registry is not None:
             self.cri.status("probe.invalid/ready:1")  # refused until the CRI plugin is up

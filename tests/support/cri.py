@@ -39,7 +39,7 @@ class CRIClient:
     """`runtime.v1.ImageService` over containerd's unix socket."""
 
     def __init__(self, socket_path: str, *, timeout: float = 120.0):
-        self._messages, services = grpc.protos_and_services(_PROTO)  # type: ignore[attr-defined]
+        self._messages, services = grpc.protos_and_services(_PROTO)
         self._channel = grpc.insecure_channel(f"unix://{socket_path}")
         self._images: Any = services.ImageServiceStub(self._channel)
         self._timeout = timeout
@@ -48,7 +48,7 @@ class CRIClient:
         try:
             return getattr(self._images, method)(request, timeout=timeout or self._timeout)
         except grpc.RpcError as e:
-            raise CRIError(e.code(), e.details() or "") from None  # type: ignore[attr-defined]
+            raise CRIError(e.code(), e.details() or "") from None
 
     def _spec(self, image: str) -> Any:
         return self._messages.ImageSpec(image=image)

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from charm_context import PROJECT, b64
+from charm import DockerRegistryCharm
+from charm_context import CONFIG, PROJECT, b64
 from state.config import CharmConfig
 from state.plan import RegistryPlan, plan_registry, template_environment
 from support import pki
@@ -16,7 +17,7 @@ TEMPLATES = template_environment(PROJECT)
 ROOT = Path("/unit-root")
 
 
-def plan(**options: object) -> RegistryPlan:
+def plan(proxy_addresses: tuple[str, ...] = (), **options: object) -> RegistryPlan:
     return plan_registry(
         CharmConfig(**options),  # type: ignore[arg-type]
         templates=TEMPLATES,
@@ -26,11 +27,12 @@ def plan(**options: object) -> RegistryPlan:
         http_secret="s3cr3t",
         unit_address="10.0.0.1",
         primary_address="10.0.0.1",
+        proxy_addresses=proxy_addresses,
     )
 
 
 def rendered(**options: object) -> dict:
-    return yaml.safe_load(plan(**options).config_yaml)
+    return yaml.safe_load(plan((), **options).config_yaml)
 
 
 def test_defaults_match_the_established_charm():
@@ -189,6 +191,16 @@ def test_s3_storage_applies_every_option():
     assert plan(storage_s3_region="r", storage_s3_bucket="b").data_dir is None
 
 
+@pytest.mark.parametrize(
+    ("options", "v4auth"), [({}, True), ({"storage_s3_skip_v4_auth": True}, False)]
+)
+def test_s3_signs_v4_unless_told_otherwise(options, v4auth):
+    """The established charm always signed v4; a unit refreshed with it unset still does."""
+    config = rendered(storage_s3_region="r", storage_s3_bucket="b", **options)
+    assert config["storage"]["s3"]["v4auth"] is v4auth
+    assert CONFIG["options"]["storage-s3-skip-v4-auth"]["default"] is False
+
+
 def test_swift_storage_wins_over_s3():
     config = rendered(
         storage_swift_authurl="https://keystone.example.com/v3",
@@ -258,3 +270,12 @@ def test_dropin_restarts_on_failure_and_carries_proxies(options, environment):
 def test_values_are_quoted_safely():
     config = rendered(registry_name='x: "y"\n#{{x}}')
     assert config["log"]["fields"]["service"] == 'x: "y"\n#{{x}}'
+
+
+def test_clients_get_the_first_proxy_and_actions_take_any():
+    """Actions take `<any haproxy unit>:<port>/repo` as this registry's own references."""
+    p = plan(proxy_addresses=("10.9.9.2", "10.9.9.10"))
+    assert p.netloc == "10.9.9.2:5000"
+    assert p.proxied
+    netlocs = DockerRegistryCharm._own_netlocs(p)
+    assert {"10.9.9.2:5000", "10.9.9.10:5000", "10.0.0.1:5000"} <= set(netlocs)
