@@ -20,13 +20,14 @@ from actions import client_config, images, push
 from actions.garbage_collect import GarbageCollectError, GarbageCollectParams, collect_garbage
 from relations import cert_provider, docker_registry, peer, website
 from state.config import CharmConfig, InvalidConfigError, secret_uris
+from state.front import SERVICE_TEMPLATE
 from state.plan import PlanError, RegistryPlan, plan_registry, template_environment
 from state.settings import is_absolute_url
 from state.tls import ServerTLS
 from workload import established
 from workload.machine import Machine, UbuntuMachine
-from workload.registry import Registry
-from workload.registry_api import RegistryAPIError, RegistryClient, local_access
+from workload.registry import SERVICE, Registry
+from workload.registry_api import LocalAccess, RegistryAPIError, RegistryClient, local_access
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class DockerRegistryCharm(ops.CharmBase):
         framework.observe(on.stop_action, self._on_stop_action)
         framework.observe(on.client_config_action, self._on_client_config_action)
         framework.observe(on.push_action, self._on_push_action)
+        framework.observe(on.bundle_images_action, self._on_bundle_images_action)
         framework.observe(on.images_action, self._on_images_action)
         framework.observe(on.rmi_action, self._on_rmi_action)
         framework.observe(on.garbage_collect_action, self._on_garbage_collect_action)
@@ -314,6 +316,10 @@ class DockerRegistryCharm(ops.CharmBase):
             *(f"[{host}]:{plan.port}" if ":" in host else f"{host}:{plan.port}" for host in hosts),
         )
 
+    def _local_access(self, plan: RegistryPlan) -> LocalAccess:
+        """How the actions reach this unit's registry: on loopback, TLS verified."""
+        return local_access(plan, self.registry.machine.listen_host)
+
     @staticmethod
     def _report(event: ops.ActionEvent, results: dict, failure: str | None) -> None:
         """Set an action's results, then fail it if something went wrong."""
@@ -327,6 +333,7 @@ class DockerRegistryCharm(ops.CharmBase):
             return
         params = event.load_params(push.PushParams)
         try:
+            push.check_temp_dir(params.temp_dir)
             copies = push.plan_copies(
                 params.image,
                 tag=params.tag,
@@ -341,20 +348,33 @@ class DockerRegistryCharm(ops.CharmBase):
         )
         outcomes = push.push_images(
             copies,
-            local_access(plan),
+            self._local_access(plan),
             source,
             netloc=plan.netloc,
             parallel=params.parallel,
             log=event.log,
+            temp_dir=params.temp_dir,
         )
         self._report(event, *push.action_results(outcomes))
+
+    def _on_bundle_images_action(self, event: ops.ActionEvent) -> None:
+        """What a bundle holds and where push would put each image; reads only."""
+        desired = self.desired
+        params = event.load_params(push.BundleImagesParams)
+        try:
+            copies = push.plan_copies(params.path, namespace=params.namespace)
+        except push.InvalidPushError as e:
+            event.fail(str(e))
+            return
+        netloc = desired.netloc if isinstance(desired, RegistryPlan) else None
+        self._report(event, *push.listing_results(copies, netloc))
 
     def _on_images_action(self, event: ops.ActionEvent) -> None:
         plan = self._serving(event)
         if plan is None:
             return
         params = event.load_params(images.ImagesParams)
-        client = RegistryClient(local_access(plan))
+        client = RegistryClient(self._local_access(plan))
         try:
             entries = images.list_images(
                 client,
@@ -372,7 +392,7 @@ class DockerRegistryCharm(ops.CharmBase):
         if plan is None:
             return
         deletions = images.delete_images(
-            RegistryClient(local_access(plan)),
+            RegistryClient(self._local_access(plan)),
             event.load_params(images.RmiParams).image.split(),
             own_netlocs=self._own_netlocs(plan),
             log=event.log,
@@ -399,6 +419,37 @@ class DockerRegistryCharm(ops.CharmBase):
             return
         event.set_results(collected.results())
 
+    def _serving_status(self, desired: RegistryPlan) -> ops.StatusBase:
+        """Active while the main registry answers, naming mirrors whose cache does not."""
+        # Running first: another process (the established charm's container)
+        # may answer on the port while ours cannot bind it.
+        silent = self.registry.not_answering(desired) if self.registry.running() else [SERVICE]
+        if SERVICE in silent:
+            cache = (
+                f" (a pull-through cache of {desired.cache_url} exits while it cannot reach it)"
+                if desired.cache_url
+                else ""
+            )
+            return ops.BlockedStatus(
+                f"Registry is not answering; see journalctl -u {SERVICE}{cache}"
+            )
+        how = f"{desired.scheme}, proxied" if desired.proxied else desired.scheme
+        if desired.tls is None and self.model.relations[docker_registry.ENDPOINT]:
+            # The containerd charm gives nodes a scheme-less endpoint: https.
+            how += "; containerd nodes need TLS"
+        ready = f"Ready at {desired.netloc} ({how})."
+        if desired.tls and desired.tls.not_after and desired.tls.expires_soon():
+            ready += f" The certificate expires on {desired.tls.not_after:%Y-%m-%d}."
+        down = [m for m in desired.front.mirrors if m.service in silent] if desired.front else []
+        if not down:
+            return ops.ActiveStatus(ready)
+        hosts = ", ".join(m.host for m in down)
+        journal = down[0].service if len(down) == 1 else f"'{SERVICE_TEMPLATE}*'"
+        return ops.ActiveStatus(
+            f"{ready} Mirror of {hosts} not answering (upstream unreachable?);"
+            f" see journalctl -u {journal}"
+        )
+
     def _on_collect_status(self, event: ops.CollectStatusEvent) -> None:
         desired = self.desired
         if self._stopped_for:
@@ -413,21 +464,8 @@ class DockerRegistryCharm(ops.CharmBase):
                     f"Port {desired.port} is held by another process; the registry cannot serve"
                 )
             )
-        elif not self.registry.running() or not self.registry.answers(desired):
-            # Running first: another process (the established charm's container)
-            # may answer on the port while ours cannot bind it.
-            event.add_status(
-                ops.BlockedStatus("Registry is not answering; see journalctl -u docker-registry")
-            )
         else:
-            how = f"{desired.scheme}, proxied" if desired.proxied else desired.scheme
-            if desired.tls is None and self.model.relations[docker_registry.ENDPOINT]:
-                # The containerd charm gives nodes a scheme-less endpoint: https.
-                how += "; containerd nodes need TLS"
-            expiry = ""
-            if desired.tls and desired.tls.not_after and desired.tls.expires_soon():
-                expiry = f" The certificate expires on {desired.tls.not_after:%Y-%m-%d}."
-            event.add_status(ops.ActiveStatus(f"Ready at {desired.netloc} ({how}).{expiry}"))
+            event.add_status(self._serving_status(desired))
         relation_tls = self.relation_tls
         if isinstance(relation_tls, ops.WaitingStatus) and (
             isinstance(desired, RegistryPlan) and desired.tls is None

@@ -1,8 +1,9 @@
 """The push action: copy images into this unit's registry with skopeo.
 
-Sources are registry references or image files on the unit (for air-gapped
-sites). Every copy preserves digests (`--preserve-digests --all`), so the
-pushed manifest digest equals the source's. Credentials reach skopeo only
+Sources are registry references, image files and bundles on the unit (for
+air-gapped sites; see `bundles.py`) and lists of references. Every copy
+preserves digests (`--preserve-digests --all`), so the pushed manifest
+digest equals the source's. Credentials reach skopeo only
 through 0600 auth files in a private temporary directory, never on its
 command line, and are scrubbed from any error text.
 
@@ -24,13 +25,20 @@ import os
 import re
 import shutil
 import subprocess
-import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from actions.bundles import (
+    Bundle,
+    BundleError,
+    BundleImage,
+    read_bundle,
+    size_text,
+    unpacked,
+)
 from state.settings import BasicAuth
 from workload.registry_api import LocalAccess
 
@@ -101,14 +109,19 @@ class ImageCopy:
     """One image of a push: where from, where to (repository[:tag|@digest])."""
 
     source: str
-    """What the operator wrote."""
+    """What the operator wrote (and, for one image of a bundle, which)."""
     transport_ref: str = ""
-    """The source as skopeo takes it (docker://..., oci-archive:...)."""
+    """The source as skopeo takes it (docker://...); for a bundle, known once unpacked."""
     destination: str = ""
     source_registry: str = ""
     """Host the source credentials are for; empty for files."""
     error: str = ""
     """Why this image cannot be copied (found before copying)."""
+    bundle: Bundle | None = None
+    """The file or layout this image comes from."""
+    bundle_image: BundleImage | None = None
+    copy_all: bool = True
+    """Copy every platform (`--all`); off for an index whose other platforms are missing."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,6 +136,15 @@ class PushParams:
     source_password: str = field(default="", repr=False)
     source_tls_verify: bool = True
     parallel: int = 4
+    temp_dir: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BundleImagesParams:
+    """The bundle-images action's parameters."""
+
+    path: str
+    namespace: str = ""
 
 
 @dataclass(frozen=True)
@@ -149,16 +171,14 @@ def plan_copies(
 ) -> list[ImageCopy]:
     """The copies a push asks for; a bad entry becomes an ImageCopy with an error.
 
-    `tag` names the destination of a single image and may start with one of
-    `own_netlocs` (as the established charm took it).
+    `images` holds references, files on the unit (each image of a bundle
+    becomes one copy) and `@/path` lists of references. `tag` names the
+    destination of a single image and may start with one of `own_netlocs`
+    (as the established charm took it).
     """
-    sources = images.split()
+    sources = [source for token in images.split() for source in _expand_list(token)]
     if not sources:
         raise InvalidPushError("image: give at least one image reference")
-    if tag and len(sources) > 1:
-        raise InvalidPushError(
-            "tag: names the destination of one image; use namespace for several"
-        )
     namespace = namespace.strip("/")
     if namespace and not _PATH.match(namespace):
         raise InvalidPushError(
@@ -169,7 +189,55 @@ def plan_copies(
         destination_override = parse_own_reference(tag, own_netlocs) if tag else None
     except InvalidReferenceError as e:
         raise InvalidPushError(f"tag: {e}") from None
-    return [_plan_copy(source, destination_override, namespace) for source in sources]
+    copies = [
+        copy
+        for source in sources
+        for copy in _plan_source(source, destination_override, namespace)
+    ]
+    if tag and len(copies) > 1:
+        raise InvalidPushError(
+            "tag: names the destination of one image; use namespace for several"
+        )
+    return _refuse_collisions(copies)
+
+
+def _refuse_collisions(copies: list[ImageCopy]) -> list[ImageCopy]:
+    """An image whose destination another image of the push has already fails.
+
+    Images from two registries with the same path (gcr.io/a:1, quay.io/a:1)
+    land at the same place; copied at once, which one won would be chance.
+    """
+    first: dict[str, str] = {}
+    checked = []
+    for copy in copies:
+        if not copy.error and copy.destination in first:
+            copy = dataclasses.replace(
+                copy,
+                error=f"lands at {copy.destination} as {first[copy.destination]} does;"
+                " push it separately, under another namespace",
+            )
+        elif not copy.error:
+            first[copy.destination] = copy.source
+        checked.append(copy)
+    return checked
+
+
+def _expand_list(token: str) -> list[str]:
+    """`@/path/images.txt`: the references in that file, one or more a line, # comments."""
+    if not token.startswith("@"):
+        return [token]
+    path = Path(token[1:])
+    if not path.is_absolute():
+        raise InvalidPushError(f"image: {token}: give the list file's absolute path")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidPushError(f"image: cannot read the list {path}: {e}") from None
+    listed = [word for line in text.splitlines() for word in line.split("#", 1)[0].split()]
+    nested = [word for word in listed if word.startswith("@")]
+    if nested:
+        raise InvalidPushError(f"image: {path} names another list ({nested[0]}); give it directly")
+    return listed
 
 
 def parse_own_reference(text: str, own_netlocs: tuple[str, ...]) -> Reference:
@@ -184,26 +252,26 @@ def parse_own_reference(text: str, own_netlocs: tuple[str, ...]) -> Reference:
     return reference
 
 
-def _plan_copy(source: str, destination: Reference | None, namespace: str) -> ImageCopy:
+def _plan_source(source: str, destination: Reference | None, namespace: str) -> list[ImageCopy]:
+    """The copies of one source: one image, or every image of a bundle."""
     try:
-        transport, _, rest = source.partition(":")
-        if transport in FILE_TRANSPORTS and rest:
-            transport_ref, name = _file_source(transport, rest)
-            registry = ""
-        else:
-            reference = parse_reference(source.removeprefix("docker://"))
-            registry = reference.domain or DOCKER_HUB
-            transport_ref = f"docker://{registry}/{_hub_path(reference)}{reference.target}"
-            name = reference
-        if destination is None:
-            if name is None:
-                raise InvalidReferenceError("the file does not name its image; give tag=")
-            destination = name
-        target = destination.target or ":latest"
-        path = f"{namespace}/{destination.path}" if namespace else destination.path
-        return ImageCopy(source, transport_ref, f"{path}{target}", registry)
-    except InvalidReferenceError as e:
-        return ImageCopy(source, error=str(e))
+        file_source = _file_source(source)
+        if file_source is not None:
+            return _bundle_copies(source, *file_source, destination, namespace)
+        reference = parse_reference(source.removeprefix("docker://"))
+        registry = reference.domain or DOCKER_HUB
+        transport_ref = f"docker://{registry}/{_hub_path(reference)}{reference.target}"
+        destination_path = _destination(destination or reference, namespace)
+        return [ImageCopy(source, transport_ref, destination_path, registry)]
+    except (InvalidReferenceError, BundleError) as e:
+        return [ImageCopy(source, error=str(e))]
+
+
+def _destination(reference: Reference, namespace: str) -> str:
+    """repository[:tag|@digest] under `namespace`; an image without either is :latest."""
+    target = reference.target or ":latest"
+    path = f"{namespace}/{reference.path}" if namespace else reference.path
+    return f"{path}{target}"
 
 
 def _hub_path(reference: Reference) -> str:
@@ -213,56 +281,114 @@ def _hub_path(reference: Reference) -> str:
     return reference.path
 
 
-def _file_source(transport: str, rest: str) -> tuple[str, Reference | None]:
-    """The skopeo reference of an image file and the image name it carries, if any."""
-    path_text, _, name = rest.partition(":")
+def _file_source(source: str) -> tuple[str, Path, str] | None:
+    """(transport, path, name wanted) of a file on the unit; None for a registry reference."""
+    transport, _, rest = source.partition(":")
+    if transport in FILE_TRANSPORTS and rest:
+        path_text, _, name = rest.partition(":")
+    elif source.startswith("/"):
+        transport = ""
+        path_text, _, name = source.partition(":")
+    else:
+        return None
     path = Path(path_text)
     if not path.is_absolute():
-        raise InvalidReferenceError(f"{transport}: give an absolute path, not {path_text!r}")
+        raise InvalidReferenceError(
+            f"{transport or 'file'}: give an absolute path, not {path_text!r}"
+        )
     if not path.exists():
         raise InvalidReferenceError(f"no such file on the unit: {path_text}")
-    transport_ref = f"{transport}:{path_text}" + (f":{name}" if name else "")
-    name = name or _embedded_name(transport, path)
-    if not name:
-        return transport_ref, None
-    if transport == "docker-archive" or "/" in name or ":" in name:
-        reference = parse_reference(name)
-        return transport_ref, Reference("", reference.path, reference.tag, reference.digest)
+    return transport, path, name
+
+
+def _bundle_copies(
+    source: str,
+    transport: str,
+    path: Path,
+    wanted: str,
+    destination: Reference | None,
+    namespace: str,
+) -> list[ImageCopy]:
+    """One copy per image of the bundle (or the one named `wanted`)."""
+    bundle = read_bundle(path, transport)
+    images = [i for i in bundle.images if not wanted or wanted in (i.reference, i.tag)]
+    if not images:
+        names = ", ".join(i.name for i in bundle.images if i.name) or "none"
+        what = f"no image named {wanted!r}" if wanted else "no image"
+        raise InvalidReferenceError(f"{path} holds {what} (names: {names})")
+    copies = []
+    for image in images:
+        label = source if len(images) == 1 else f"{source} ({image.name or image.position + 1})"
+        try:
+            name = destination or _bundle_name(path, image)
+            copies.append(
+                ImageCopy(
+                    label,
+                    destination=_destination(name, namespace),
+                    bundle=bundle,
+                    bundle_image=image,
+                    copy_all=image.complete,
+                )
+            )
+        except InvalidReferenceError as e:
+            copies.append(ImageCopy(label, error=str(e)))
+    return copies
+
+
+def _bundle_name(path: Path, image: BundleImage) -> Reference:
+    """The name an image of a bundle lands under: its path without the registry host."""
+    if image.reference:
+        reference = parse_reference(image.reference)
+        return Reference("", reference.path, reference.tag, reference.digest)
+    if not image.tag:
+        raise InvalidReferenceError(
+            f"image {image.position + 1} of {path.name} carries no name; push it alone with tag="
+        )
     # An OCI ref name is a tag; the file (or directory) names the repository.
     stem = path.name.split(".")[0].lower()
-    if not _PATH.match(stem) or not _TAG.match(name):
+    if not _PATH.match(stem) or not _TAG.match(image.tag):
         raise InvalidReferenceError(f"cannot derive a repository from {path.name!r}; give tag=")
-    return transport_ref, Reference("", stem, name)
+    return Reference("", stem, image.tag)
 
 
-def _embedded_name(transport: str, path: Path) -> str:
-    """The one image name an archive or layout declares; empty if none or several."""
-    try:
-        if transport == "docker-archive":
-            manifest = json.loads(_read_member(path, "manifest.json"))
-            tags = [tag for entry in manifest for tag in entry.get("RepoTags") or []]
-            return tags[0] if len(manifest) == 1 and tags else ""
-        if transport == "oci-archive":
-            index = json.loads(_read_member(path, "index.json"))
+def check_temp_dir(temp_dir: str) -> None:
+    """Refuse a temp-dir that is not an existing absolute folder."""
+    if temp_dir and not (Path(temp_dir).is_absolute() and Path(temp_dir).is_dir()):
+        raise InvalidPushError(f"temp-dir: {temp_dir!r} is not an absolute path to a folder")
+
+
+def listing_results(copies: list[ImageCopy], netloc: str | None) -> tuple[dict, str | None]:
+    """What bundles hold and where push would put each image (bundle-images)."""
+    per_image: dict[str, dict] = {}
+    needs: dict[Path, int] = {}
+    failed = []
+    for number, copy in enumerate(copies, start=1):
+        image = copy.bundle_image
+        if copy.bundle is None or image is None:
+            reason = copy.error or "not a file on the unit"
+            failed.append(f"{copy.source}: {reason}")
+            per_image[str(number)] = {"source": copy.source, "error": reason}
+            continue
+        needs[copy.bundle.path] = copy.bundle.temp_disk
+        entry = {"source": copy.source, "name": image.name, "digest": image.digest}
+        if image.multi_arch:
+            entry["platforms"] = "all" if image.complete else "some missing: only this unit's"
+        if copy.error:
+            entry["error"] = copy.error
+            failed.append(f"{copy.source}: {copy.error}")
         else:
-            index = json.loads((path / "index.json").read_text())
-    except (OSError, ValueError, KeyError, tarfile.TarError) as e:
-        raise InvalidReferenceError(f"cannot read {path}: {e}") from None
-    manifests = index.get("manifests") or []
-    if len(manifests) != 1:
-        return ""
-    annotations = manifests[0].get("annotations") or {}
-    return annotations.get("io.containerd.image.name") or annotations.get(
-        "org.opencontainers.image.ref.name", ""
-    )
-
-
-def _read_member(archive: Path, member: str) -> bytes:
-    with tarfile.open(archive) as tar:
-        extracted = tar.extractfile(member)
-        if extracted is None:
-            raise KeyError(member)
-        return extracted.read()
+            entry["destination"] = f"{netloc}/{copy.destination}" if netloc else copy.destination
+        per_image[str(number)] = entry
+    results = {
+        "count": len(copies),
+        "images": per_image,
+        "temp-disk": "\n".join(
+            f"{path}: {size_text(size)} ({size} bytes)" for path, size in needs.items()
+        ),
+    }
+    if not failed:
+        return results, None
+    return results, f"{len(failed)} of {len(copies)} images cannot be pushed: {'; '.join(failed)}"
 
 
 def push_images(
@@ -273,11 +399,13 @@ def push_images(
     netloc: str,
     parallel: int,
     log: Callable[[str], None],
+    temp_dir: str = "",
 ) -> list[PushOutcome]:
     """Copy every image, `parallel` at a time; report each as it finishes.
 
-    Returns outcomes in the order of `copies`, destinations under `netloc`
-    (where clients pull from).
+    Bundles are unpacked first, each once, under `temp_dir` (default: the
+    bundle's own folder), and removed at the end. Returns outcomes in the
+    order of `copies`, destinations under `netloc` (where clients pull from).
     """
     outcomes: dict[int, PushOutcome] = {}
     total = len(copies)
@@ -295,21 +423,57 @@ def push_images(
             )
 
     registries = {copy.source_registry for copy in copies if copy.source_registry}
-    with _skopeo_config(access, source_auth, registries) as config:
+    with (
+        _skopeo_config(access, source_auth, registries) as config,
+        contextlib.ExitStack() as unpacked_bundles,
+    ):
+        sources = _BundleSources(unpacked_bundles, temp_dir, log)
         pending = []
         for index, copy in enumerate(copies):
+            copy = sources.resolve(copy)
             if copy.error:
                 report(index, PushOutcome(copy.source, error=copy.error))
             else:
-                pending.append(index)
+                pending.append((index, copy))
         if pending:
-            first, rest = pending[0], pending[1:]
-            report(first, config.copy(copies[first]))
+            (first, first_copy), rest = pending[0], pending[1:]
+            report(first, config.copy(first_copy))
             with ThreadPoolExecutor(max_workers=parallel) as pool:
-                futures = {pool.submit(config.copy, copies[i]): i for i in rest}
+                futures = {pool.submit(config.copy, copy): i for i, copy in rest}
                 for future in as_completed(futures):
                     report(futures[future], future.result())
     return [outcomes[i] for i in range(total)]
+
+
+class _BundleSources:
+    """Unpacks each bundle once, on first use, and names its images for skopeo."""
+
+    def __init__(self, stack: contextlib.ExitStack, temp_dir: str, log: Callable[[str], None]):
+        self.stack = stack
+        self.temp_dir = temp_dir
+        self.log = log
+        self.unpacked: dict[Path, Callable[[BundleImage], str] | str] = {}
+
+    def resolve(self, copy: ImageCopy) -> ImageCopy:
+        """The copy with skopeo's source reference, or with the error unpacking gave."""
+        if copy.bundle is None or copy.bundle_image is None:
+            return copy
+        bundle = copy.bundle
+        if bundle.path not in self.unpacked:
+            # Next to the bundle: the disk the operator found room on. Reading
+            # in place needs only a few small files, which go to /tmp.
+            beside = bundle.path.parent if bundle.temp_disk else Path(tempfile.gettempdir())
+            work_dir = Path(self.temp_dir) if self.temp_dir else beside
+            try:
+                self.unpacked[bundle.path] = self.stack.enter_context(
+                    unpacked(bundle, work_dir, self.log)
+                )
+            except BundleError as e:
+                self.unpacked[bundle.path] = str(e)
+        source = self.unpacked[bundle.path]
+        if isinstance(source, str):
+            return dataclasses.replace(copy, error=source)
+        return dataclasses.replace(copy, transport_ref=source(copy.bundle_image))
 
 
 class _SkopeoConfig:
@@ -347,6 +511,8 @@ class _SkopeoConfig:
                 shutil.copy(access.client.cert_path, cert_dir / "client.cert")
                 shutil.copy(access.client.key_path, cert_dir / "client.key")
             self.dest_args += ["--dest-cert-dir", str(cert_dir)]
+        self.env = _direct_environment(access)
+        self.launcher = _resolving_to(access, tmp / "hosts") if access.name_on_loopback else []
 
     def _authfile(self, name: str, logins: dict[str, BasicAuth]) -> str:
         """An auth file (mode 0600) in the format skopeo reads, one entry per registry."""
@@ -368,11 +534,12 @@ class _SkopeoConfig:
         os.close(fd)
         digest_file = Path(digest_path)
         argv = [
+            *self.launcher,
             "skopeo",
             "--policy",
             str(self.tmp / "policy.json"),
             "copy",
-            "--all",
+            *(["--all"] if image.copy_all else []),
             "--preserve-digests",
             "--retry-times",
             "0",
@@ -385,7 +552,12 @@ class _SkopeoConfig:
         ]
         try:
             done = subprocess.run(
-                argv, capture_output=True, text=True, timeout=COPY_TIMEOUT, check=False
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=COPY_TIMEOUT,
+                check=False,
+                env=self.env,
             )
         except subprocess.TimeoutExpired:
             return PushOutcome(image.source, error=f"timed out after {COPY_TIMEOUT:.0f}s")
@@ -403,6 +575,47 @@ class _SkopeoConfig:
         for secret in self.secrets:
             reason = reason.replace(secret, "***")
         return reason
+
+
+def _direct_environment(access: LocalAccess) -> dict[str, str]:
+    """Skopeo's environment: proxies (from the hook) stay for sources, never for our registry.
+
+    Go reads NO_PROXY before no_proxy; both get our name and address.
+    """
+    env = dict(os.environ)
+    existing = env.get("NO_PROXY") or env.get("no_proxy") or ""
+    no_proxy = ",".join(part for part in (existing, access.host, access.address) if part)
+    env["NO_PROXY"] = env["no_proxy"] = no_proxy
+    return env
+
+
+def _resolving_to(access: LocalAccess, hosts: Path) -> list[str]:
+    """A launcher in which our registry's name resolves to its loopback address.
+
+    The unit may not resolve the name its certificate carries (split DNS),
+    or resolve it to an ingress. A private mount namespace (the charm runs
+    as root) gets a copy of /etc/hosts with the name on loopback; nothing
+    changes for the rest of the machine.
+    """
+    name = access.host
+    try:
+        current = Path("/etc/hosts").read_text().splitlines()
+    except OSError:
+        current = []
+    kept = [line for line in current if name not in line.split("#", 1)[0].split()[1:]]
+    hosts.write_text("\n".join([f"{access.address} {name}", *kept]) + "\n")
+    hosts.chmod(0o644)
+    return [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        'mount --bind "$0" /etc/hosts && exec "$@"',
+        str(hosts),
+    ]
 
 
 @contextlib.contextmanager

@@ -32,6 +32,7 @@ from state.plan import RegistryPlan
 from state.settings import CLIENT_CAS_PATH
 from workload.client_identity import identity_for
 from workload.machine import Machine
+from workload.registry_api import loopback_address
 
 logger = logging.getLogger(__name__)
 
@@ -350,7 +351,26 @@ class Registry:
 
     def answers(self, plan: RegistryPlan, timeout: float = 3.0) -> bool:
         """Whether the registry, and each mirror, answers its API base (200, or 401 with auth)."""
-        paths = [f"{m.prefix}/" for m in plan.front.mirrors] if plan.front else []
+        return not self.not_answering(plan, timeout)
+
+    def not_answering(self, plan: RegistryPlan, timeout: float = 3.0) -> list[str]:
+        """The services that do not answer: this one, or else the mirrors' caches that don't.
+
+        A cache exits while its upstream is unreachable; the others, and the
+        main registry, keep serving.
+        """
+        context = self._probe_context(plan)
+        address = loopback_address(self.machine.listen_host)
+        base = f"{plan.scheme}://{address}:{plan.port}"
+        if not self._answers(f"{base}/v2/", timeout, context):
+            return [SERVICE]
+        mirrors = plan.front.mirrors if plan.front else ()
+        return [
+            m.service for m in mirrors if not self._answers(f"{base}{m.prefix}/", timeout, context)
+        ]
+
+    @staticmethod
+    def _probe_context(plan: RegistryPlan) -> ssl.SSLContext:
         context = ssl.create_default_context()
         # A liveness probe of our own process on loopback: the certificate
         # names the unit's addresses, not 127.0.0.1.
@@ -360,10 +380,7 @@ class Registry:
             identity = identity_for(plan.client_cas_path)
             with contextlib.suppress(OSError):  # not made yet: the probe is refused
                 context.load_cert_chain(identity.cert_path, identity.key_path)
-        return all(
-            self._answers(f"{plan.scheme}://127.0.0.1:{plan.port}{path}", timeout, context)
-            for path in ["/v2/", *paths]
-        )
+        return context
 
     def _answers(self, url: str, timeout: float, context: ssl.SSLContext) -> bool:
         try:
@@ -375,10 +392,15 @@ class Registry:
             return False
 
     def wait_until_answering(self, plan: RegistryPlan, timeout: float = READY_TIMEOUT) -> bool:
-        """Poll /v2/ until the registry answers or `timeout` seconds pass."""
+        """Poll /v2/ until the registry answers or `timeout` seconds pass.
+
+        A mirror's cache that exited (its upstream unreachable) is not waited
+        for: the registry serves without it, and the status names it.
+        """
         deadline = time.monotonic() + timeout
         while True:
-            if self.answers(plan):
+            silent = self.not_answering(plan)
+            if SERVICE not in silent and not any(map(self.machine.running, silent)):
                 return True
             if time.monotonic() >= deadline or not self.running():
                 return False

@@ -1,10 +1,13 @@
 """A small client for the registry's HTTP API (distribution v2), for the actions.
 
-The charm talks to its own registry on loopback. `LocalAccess` says how: which
-host name to use (one the registry's certificate names, so TLS is verified,
-not skipped), which CA to trust, and the basic-auth credentials.
-`RegistryClient` lists the catalog and tags (following pagination), resolves
-tags to manifest digests and deletes manifests.
+The charm talks to its own registry on loopback, whatever `http-host` says
+(split DNS, an ingress on another port). `LocalAccess` says how: the address
+to dial, the name to verify TLS against (one the registry's certificate
+carries, so TLS is verified, not skipped), which CA to trust, and the
+basic-auth credentials. `RegistryClient` lists the catalog and tags
+(following pagination), resolves tags to manifest digests and deletes
+manifests. It uses http.client, which never reads proxy variables: calls to
+our own registry never go through the model's proxy.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ from state.tls import load_certificates
 from workload.client_identity import ClientIdentity, identity_for
 
 LOOPBACK = "127.0.0.1"
-LOOPBACK_NAMES = ("127.0.0.1", "localhost")
 TIMEOUT = 30.0
 MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -51,13 +53,17 @@ class LocalAccess:
     """How the charm reaches the registry on its own unit."""
 
     host: str
-    """The host name skopeo dials and TLS verifies; the Python client dials loopback."""
+    """The name in image references and the one TLS verifies."""
     port: int
     tls: bool
     ca_pem: str | None = field(default=None, repr=False)
     credentials: BasicAuth | None = field(default=None, repr=False)
     client: ClientIdentity | None = None
     """The charm's client certificate, when the registry requires one (mutual TLS)."""
+    address: str = LOOPBACK
+    """The loopback address the registry listens on, which the Python client dials."""
+    name_on_loopback: bool = False
+    """`host` is a DNS name that programs dialling it (skopeo) must resolve to `address`."""
 
     @property
     def netloc(self) -> str:
@@ -66,41 +72,59 @@ class LocalAccess:
         return f"{host}:{self.port}"
 
 
-def local_access(plan: RegistryPlan) -> LocalAccess:
+def loopback_address(listen_host: str) -> str:
+    """Where this unit's registry answers on loopback: its own address if bound to one."""
+    return listen_host if listen_host not in ("", "0.0.0.0", "::") else LOOPBACK  # noqa: S104
+
+
+def local_access(plan: RegistryPlan, listen_host: str = "") -> LocalAccess:
     """How to reach the registry this unit runs, verifying its TLS certificate.
 
     The certificate names the addresses clients use, not necessarily
-    127.0.0.1. Preferred are a loopback name the certificate carries, then
-    this unit's own address: both reach this unit, whereas the address
-    clients use (`plan.netloc`) may be a proxy or the oldest unit. That one is
-    the last resort, for a certificate that names only it.
+    127.0.0.1. Preferred are the loopback address and this unit's own
+    address when the certificate names them (both reach this unit and need
+    no name resolution), then a DNS name it carries, `http-host`'s first,
+    which skopeo resolves to loopback in a private mount namespace (see
+    `actions/push.py`): whether the unit can resolve it (split DNS) and
+    where it points (an ingress on another port) do not matter. The address
+    clients use is the last resort, for a certificate naming only that IP.
     """
+    address = loopback_address(listen_host)
     if plan.tls is None:
-        return LocalAccess(LOOPBACK, plan.port, tls=False, credentials=plan.basic_auth)
-    names = certificate_names(plan.tls.cert_pem)
-    on_this_unit = [name for name in (*LOOPBACK_NAMES, plan.unit_address) if name in names]
-    host = on_this_unit[0] if on_this_unit else urllib.parse.urlsplit(f"//{plan.netloc}").hostname
+        return LocalAccess(
+            address, plan.port, tls=False, credentials=plan.basic_auth, address=address
+        )
+    dns_names, addresses = certificate_names(plan.tls.cert_pem)
+    client_host = urllib.parse.urlsplit(f"//{plan.netloc}").hostname or ""
+    by_address = [a for a in (address, plan.unit_address) if a in addresses]
+    by_name = [
+        name
+        for name in (client_host, "localhost", *sorted(dns_names))
+        if name in dns_names and "*" not in name
+    ]
+    host = (by_address or by_name or [client_host or address])[0]
     return LocalAccess(
-        host or LOOPBACK,
+        host,
         plan.port,
         tls=True,
         # Without a CA, a self-signed server certificate is its own anchor.
         ca_pem=plan.tls.ca_pem or plan.tls.cert_pem,
         credentials=plan.basic_auth,
         client=identity_for(plan.client_cas_path) if plan.client_cas_path else None,
+        address=address,
+        name_on_loopback=not by_address and bool(by_name),
     )
 
 
-def certificate_names(cert_pem: str) -> set[str]:
-    """The DNS names and IP addresses in a certificate's subjectAltName."""
+def certificate_names(cert_pem: str) -> tuple[set[str], set[str]]:
+    """The DNS names and the IP addresses in a certificate's subjectAltName."""
     leaf = load_certificates(cert_pem)[0]
     try:
         san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
-        return set()
-    names = set(san.get_values_for_type(x509.DNSName))
-    names |= {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
-    return names
+        return set(), set()
+    addresses = {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
+    return set(san.get_values_for_type(x509.DNSName)), addresses
 
 
 class _LoopbackHTTPSConnection(http.client.HTTPSConnection):
@@ -109,14 +133,14 @@ class _LoopbackHTTPSConnection(http.client.HTTPSConnection):
     ssl matches `server_hostname` against the certificate's DNS and IP names.
     """
 
-    def __init__(self, tls_name: str, port: int, context: ssl.SSLContext, timeout: float):
-        super().__init__(LOOPBACK, port, timeout=timeout, context=context)
-        self._tls_name = tls_name
+    def __init__(self, access: LocalAccess, context: ssl.SSLContext, timeout: float):
+        super().__init__(access.address, access.port, timeout=timeout, context=context)
+        self._tls_name = access.host
         self._ssl_context = context
 
     def connect(self) -> None:
-        """Dial loopback; check the certificate against the name, not 127.0.0.1."""
-        sock = socket.create_connection((LOOPBACK, self.port), self.timeout)
+        """Dial loopback; check the certificate against the name, not the address."""
+        sock = socket.create_connection((self.host, self.port), self.timeout)
         self.sock = self._ssl_context.wrap_socket(sock, server_hostname=self._tls_name)
 
 
@@ -129,11 +153,13 @@ class RegistryClient:
 
     def _connection(self) -> http.client.HTTPConnection:
         if not self.access.tls:
-            return http.client.HTTPConnection(LOOPBACK, self.access.port, timeout=self.timeout)
+            return http.client.HTTPConnection(
+                self.access.address, self.access.port, timeout=self.timeout
+            )
         context = ssl.create_default_context(cadata=self.access.ca_pem)
         if self.access.client:
             context.load_cert_chain(self.access.client.cert_path, self.access.client.key_path)
-        return _LoopbackHTTPSConnection(self.access.host, self.access.port, context, self.timeout)
+        return _LoopbackHTTPSConnection(self.access, context, self.timeout)
 
     def request(
         self, method: str, path: str, headers: dict[str, str] | None = None

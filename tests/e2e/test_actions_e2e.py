@@ -17,7 +17,7 @@ from ops import testing
 
 from charm_context import unit_state
 from support import oci, pki, skopeo
-from support.containerd import Containerd, HostEndpoint, write_hosts_toml
+from support.node import pull_plain
 from support.registry import RegistryProcess
 from support.wait import free_port
 from workload.registry_api import LocalAccess, RegistryAPIError, RegistryClient, local_access
@@ -71,18 +71,6 @@ def push_params(images: str, **params) -> dict:
     }
 
 
-def pull(containerd: Containerd, tmp_path: Path, ref: str) -> str:
-    netloc = ref.split("/", 1)[0]
-    hosts_dir = tmp_path / "certs.d"
-    write_hosts_toml(
-        hosts_dir,
-        netloc,
-        server_url=f"http://{netloc}",
-        endpoints=[HostEndpoint(f"http://{netloc}")],
-    )
-    return containerd.pull(ref, hosts_dir=hosts_dir)
-
-
 def tags_on_disk(root: Path) -> set[str]:
     """repository:tag for every tag the registry's filesystem storage holds."""
     repositories = root / REPOSITORIES
@@ -126,7 +114,7 @@ def test_push_single_batch_and_namespaced_then_pull(
     assert_no_secret(ctx)
 
     for ref, digest in [*expected.items(), (f"{netloc}/solo/gamma:1", digests["gamma"])]:
-        assert pull(containerd, tmp_path, ref) == digest
+        assert pull_plain(containerd, tmp_path / "certs.d", ref) == digest
     assert tags_on_disk(machine.root) == {
         "solo/gamma:1",
         *(f"mirror/{name}:v1" for name in NAMES),
@@ -157,7 +145,7 @@ def test_push_from_archive_and_layout_files(ctx, machine, port, layout, containe
         f"{netloc}/airgap/{path.name}:base-beta": digests["base/beta"],
     }
     for ref, digest in pushed.items():
-        assert pull(containerd, tmp_path, ref) == digest
+        assert pull_plain(containerd, tmp_path / "certs.d", ref) == digest
 
 
 def test_a_batch_with_bad_entries_reports_each_and_pushes_the_good(

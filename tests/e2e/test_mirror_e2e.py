@@ -25,6 +25,7 @@ from support import oci, pki, skopeo
 from support._proc import CommandError
 from support.containerd import Containerd
 from support.forward_proxy import ForwardProxy
+from support.node import client_config
 from support.registry import RegistryProcess
 
 pytestmark = pytest.mark.e2e
@@ -66,19 +67,6 @@ def stored_blobs(storage: Path) -> set[str]:
     """Digests of the blobs a registry's filesystem storage holds."""
     blobs = storage / "docker/registry/v2/blobs/sha256"
     return {f"sha256:{p.parent.name}" for p in blobs.glob("*/*/data")}
-
-
-def client_config(ctx, state: testing.State, hosts_dir: Path, **params: str) -> dict[str, str]:
-    """Run the action and write its files into `hosts_dir`, as a node's operator would."""
-    params = {"hosts-dir": str(hosts_dir), "mirror-of": "", **params}  # Juju sends defaults
-    ctx.run(ctx.on.action("client-config", params=params), state)
-    results = ctx.action_results
-    assert results is not None
-    for relative, content in json.loads(results["files"]).items():
-        path = hosts_dir / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
-    return results
 
 
 @pytest.fixture

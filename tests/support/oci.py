@@ -7,9 +7,11 @@ images built separately can share base layers and tests can assert exact digests
 
 from __future__ import annotations
 
+import bz2
 import hashlib
 import io
 import json
+import lzma
 import os
 import struct
 import tarfile
@@ -18,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+import zstandard
 
 MEDIA_TYPE_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_TYPE_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -221,3 +225,110 @@ def read_blob(layout_dir: StrPath, digest: str) -> bytes:
 def layout_ref(layout_dir: StrPath, ref_name: str = "latest") -> str:
     """The skopeo/containers-image reference for a tag in a layout: `oci:DIR:REF`."""
     return f"oci:{Path(layout_dir)}:{ref_name}"
+
+
+def build_index(layout_dir: StrPath, ref_name: str, platform_refs: Sequence[str]) -> str:
+    """Gather images of the layout (by ref name) into a multi-arch index tagged `ref_name`.
+
+    The platform images leave `index.json`; only the index names them. Returns its digest.
+    """
+    layout = Path(layout_dir)
+    index = json.loads((layout / "index.json").read_text())
+    by_ref = {m["annotations"][REF_NAME_ANNOTATION]: m for m in index["manifests"]}
+    children = []
+    for ref in platform_refs:
+        child = dict(by_ref[ref])
+        child.pop("annotations", None)
+        children.append(child)
+    image_index = _canonical_json(
+        {"schemaVersion": 2, "mediaType": MEDIA_TYPE_INDEX, "manifests": children}
+    )
+    digest = _write_blob(layout, image_index)
+    index["manifests"] = [
+        m for m in index["manifests"] if m["annotations"][REF_NAME_ANNOTATION] not in platform_refs
+    ]
+    (layout / "index.json").write_text(json.dumps(index, indent=2, sort_keys=True))
+    descriptor = {
+        "mediaType": MEDIA_TYPE_INDEX,
+        "digest": digest,
+        "size": len(image_index),
+        "annotations": {REF_NAME_ANNOTATION: ref_name},
+    }
+    _update_index(layout, ref_name, descriptor)
+    return digest
+
+
+def annotate(layout_dir: StrPath, ref_name: str, annotations: Mapping[str, str]) -> None:
+    """Add annotations to the index.json entry of `ref_name` (e.g. containerd's image name)."""
+    index_path = Path(layout_dir) / "index.json"
+    index = json.loads(index_path.read_text())
+    for entry in index["manifests"]:
+        if entry.get("annotations", {}).get(REF_NAME_ANNOTATION) == ref_name:
+            entry["annotations"] = {**entry["annotations"], **annotations}
+    index_path.write_text(json.dumps(index, indent=2, sort_keys=True))
+
+
+def write_archive(
+    source_dir: StrPath, path: StrPath, *, compression: str = "", skip: Sequence[str] = ()
+) -> Path:
+    """Tar a folder as `tar -C DIR .` does ("./" names), plain or gzip, xz, bzip2, zstd.
+
+    `skip` leaves out members by name (e.g. a platform's blobs, as `ctr export` does).
+    """
+    source, target = Path(source_dir), Path(path)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for member in sorted(source.rglob("*")):
+            name = member.relative_to(source).as_posix()
+            if name not in skip:
+                tar.add(member, arcname=f"./{name}", recursive=False)
+    target.write_bytes(compress(buf.getvalue(), compression))
+    return target
+
+
+def compress(data: bytes, compression: str) -> bytes:
+    """`data` compressed as bundles come: "" (as is), gzip, xz, bzip2 or zstd."""
+    if compression == "gzip":
+        return _gzip(data, 6)
+    if compression == "xz":
+        return lzma.compress(data)
+    if compression == "bzip2":
+        return bz2.compress(data)
+    if compression == "zstd":
+        return zstandard.ZstdCompressor().compress(data)
+    if compression:
+        raise ValueError(f"unknown compression {compression!r}")
+    return data
+
+
+def write_docker_save(
+    layout_dir: StrPath, path: StrPath, images: Mapping[str, Sequence[str]]
+) -> Path:
+    """A legacy `docker save` archive of layout images: ref name -> RepoTags (may be empty).
+
+    manifest.json, `<config hex>.json` and `<layer>/layer.tar` (uncompressed), no index.json.
+    """
+    layout = Path(layout_dir)
+    index = json.loads((layout / "index.json").read_text())
+    by_ref = {m["annotations"][REF_NAME_ANNOTATION]: m["digest"] for m in index["manifests"]}
+    files: dict[str, bytes] = {}
+    entries = []
+    for ref, tags in images.items():
+        manifest = json.loads(read_blob(layout, by_ref[ref]))
+        config_name = manifest["config"]["digest"].split(":", 1)[1] + ".json"
+        files[config_name] = read_blob(layout, manifest["config"]["digest"])
+        layers = []
+        for layer in manifest["layers"]:
+            name = layer["digest"].split(":", 1)[1] + "/layer.tar"
+            files[name] = zlib.decompress(read_blob(layout, layer["digest"]), zlib.MAX_WBITS | 16)
+            layers.append(name)
+        entries.append({"Config": config_name, "RepoTags": list(tags) or None, "Layers": layers})
+    files["manifest.json"] = json.dumps(entries).encode()
+    target = Path(path)
+    with tarfile.open(target, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            info.mtime = _FIXED_MTIME
+            tar.addfile(info, io.BytesIO(content))
+    return target

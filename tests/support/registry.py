@@ -32,7 +32,8 @@ def htpasswd_line(user: str, password: str, *, timeout: float = 30.0) -> str:
 class RegistryProcess(ServerFixture):
     """Run `docker-registry serve` with a generated config; use as a context manager.
 
-    Options: basic auth (`users`), TLS (`tls_cert_pem`/`tls_key_pem`), pull-through cache
+    Options: the loopback `host` and `port` (default: 127.0.0.1 and a free port), basic auth
+    (`users`), TLS (`tls_cert_pem`/`tls_key_pem`), pull-through cache
     (`proxy_remote_url` + optional credentials, trusting `upstream_ca_pem` if the upstream is
     HTTPS with a test CA), and blob deletion. The config is JSON, which is valid YAML.
     """
@@ -51,6 +52,8 @@ class RegistryProcess(ServerFixture):
         delete_enabled: bool = True,
         extra_config: Mapping[str, Any] | None = None,
         startup_timeout: float = 20.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
     ):
         if (tls_cert_pem is None) != (tls_key_pem is None):
             raise ValueError("tls_cert_pem and tls_key_pem go together")
@@ -70,8 +73,10 @@ class RegistryProcess(ServerFixture):
         self._delete_enabled = delete_enabled
         self._extra_config = dict(extra_config or {})
         self._startup_timeout = startup_timeout
-        self.host = "127.0.0.1"
+        self.host = host
         self.port = 0
+        # A port of its own (443 for an emulated public registry); 0: a free one.
+        self._fixed_port = port
         self._proc: ManagedProcess | None = None
 
     @property
@@ -161,7 +166,7 @@ class RegistryProcess(ServerFixture):
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.storage_dir.mkdir(exist_ok=True)
         for attempt in range(3):
-            self.port = free_port(self.host)
+            self.port = self._fixed_port or free_port(self.host)
             self.config_path.write_text(json.dumps(self._config(), indent=2))
             proc = ManagedProcess(
                 [REGISTRY_BIN, "serve", str(self.config_path)],

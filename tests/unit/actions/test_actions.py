@@ -147,7 +147,8 @@ def test_file_sources_name_their_destination(tmp_path):
     assert copy_of(f"oci:{layout}").destination == "bundle:v1", "the one ref name is a tag"
     oci.build_image(layout, "v2", files={"b": b"b"})
     assert copy_of(f"oci:{layout}:v2", namespace="ns").destination == "ns/bundle:v2"
-    assert copy_of(f"oci:{layout}").error == "the file does not name its image; give tag="
+    both = plan_copies(f"oci:{layout}", own_netlocs=OWN)
+    assert [c.destination for c in both] == ["bundle:v1", "bundle:v2"], "every image of it"
     assert copy_of(f"oci:{layout}:v1", tag="app:3").destination == "app:3"
 
 
@@ -179,17 +180,27 @@ def test_local_access_verifies_a_name_the_certificate_carries(ctx, port):
     assert access.ca_pem == ca.cert_pem.decode()
     assert access.credentials == BasicAuth("admin", "pw")
 
-    plan, _ = tls_plan(ctx, port, ["registry.example"])
-    assert local_access(plan).host == "127.0.0.1", "the plan's netloc (127.0.0.1 in tests)"
+    plan, _ = tls_plan(ctx, port, ["other.example", "registry.example"])
     plan = dataclasses.replace(plan, netloc="registry.example:443")
-    assert local_access(plan).netloc == f"registry.example:{port}"
+    access = local_access(plan, "127.0.0.9")
+    assert (access.netloc, access.address) == (f"registry.example:{port}", "127.0.0.9")
+    assert access.name_on_loopback, "skopeo resolves it to loopback"
+
+    plan, _ = tls_plan(ctx, port, ["10.9.9.9", "*.example", "other.example"])
+    plan = dataclasses.replace(plan, netloc="10.9.9.9:443")
+    assert local_access(plan).host == "other.example", "a name the certificate carries"
 
 
 def test_local_access_reaches_this_unit_not_the_proxy(ctx, port):
     """Behind a proxy, or on a follower, clients' address is not this unit's."""
     plan, _ = tls_plan(ctx, port, ["10.9.9.9", "10.0.0.7"])
     plan = dataclasses.replace(plan, netloc=f"10.9.9.9:{port}", unit_address="10.0.0.7")
-    assert local_access(plan).host == "10.0.0.7"
+    access = local_access(plan)
+    assert (access.host, access.address, access.name_on_loopback) == (
+        "10.0.0.7",
+        "127.0.0.1",
+        False,
+    )
 
 
 def test_local_access_without_tls_is_plain_loopback(ctx, port):
