@@ -30,6 +30,7 @@ from workload.registry_api import RegistryAPIError, RegistryClient, local_access
 logger = logging.getLogger(__name__)
 
 STOPPED_BY_OPERATOR = "Registry stopped by the stop action; run the start action to serve"
+FREE_SPACE = "free space with the rmi and garbage-collect actions"
 
 
 class DockerRegistryCharm(ops.CharmBase):
@@ -44,7 +45,9 @@ class DockerRegistryCharm(ops.CharmBase):
         self.templates = template_environment(self.charm_dir)
         # Built before our observers, so that the TLS library handles its
         # events (and writes its CSR) before we reconcile.
-        self.cert_provider = cert_provider.CertProvider(self, self._certificate_request)
+        self.cert_provider = cert_provider.CertProvider(
+            self, self._certificate_request, on_certificate=self._reconcile
+        )
         on = self.on
         framework.observe(on.install, self._on_install)
         framework.observe(on.upgrade_charm, self._on_install)
@@ -66,7 +69,6 @@ class DockerRegistryCharm(ops.CharmBase):
             on[cert_provider.ENDPOINT].relation_joined,
             on[cert_provider.ENDPOINT].relation_changed,
             on[cert_provider.ENDPOINT].relation_broken,
-            self.cert_provider.current.on.certificate_available,
         ):
             framework.observe(event, self._reconcile)
         framework.observe(on.stop, self._on_stop)
@@ -152,14 +154,15 @@ class DockerRegistryCharm(ops.CharmBase):
         )
 
     def _on_install(self, event: ops.EventBase) -> None:
+        """Install (or, on upgrade, keep) the packages; the version changes only then."""
         self.unit.status = ops.MaintenanceStatus("Installing docker-registry and skopeo")
         self.registry.install()
+        if version := self.registry.version():
+            self.unit.set_workload_version(version)
         self._reconcile(event)
 
     def _reconcile(self, _: ops.EventBase | None = None) -> None:
         """Bring the unit to the desired state; a no-op when it is there already."""
-        if version := self.registry.version():
-            self.unit.set_workload_version(version)
         desired = self.desired
         if not isinstance(desired, RegistryPlan):
             return
@@ -272,7 +275,13 @@ class DockerRegistryCharm(ops.CharmBase):
             parallel=params.parallel,
             log=event.log,
         )
-        self._report(event, *push.action_results(outcomes))
+        results, failure = push.action_results(outcomes)
+        usage = self.registry.storage_usage(plan)
+        if failure and usage and usage.full:
+            # The registry answers a bare HTTP 500 when its disk is full.
+            results["storage"] = f"full: {usage}"
+            failure = f"The registry's storage is full ({usage}); {FREE_SPACE}. {failure}"
+        self._report(event, results, failure)
 
     def _on_images_action(self, event: ops.ActionEvent) -> None:
         plan = self._serving(event)
@@ -324,6 +333,12 @@ class DockerRegistryCharm(ops.CharmBase):
             return
         event.set_results(collected.results())
 
+    def _not_answering(self, plan: RegistryPlan) -> str:
+        """Why the registry does not answer, as precisely as it tells."""
+        if self.registry.storage_failing(plan):
+            return "Registry storage fails its health check; see journalctl -u docker-registry"
+        return "Registry is not answering; see journalctl -u docker-registry"
+
     def _on_collect_status(self, event: ops.CollectStatusEvent) -> None:
         desired = self.desired
         if not isinstance(desired, RegistryPlan):
@@ -331,12 +346,14 @@ class DockerRegistryCharm(ops.CharmBase):
         elif self._stored.stopped_by_operator:
             event.add_status(ops.BlockedStatus(STOPPED_BY_OPERATOR))
         elif not self.registry.answers(desired):
-            event.add_status(
-                ops.BlockedStatus("Registry is not answering; see journalctl -u docker-registry")
-            )
+            event.add_status(ops.BlockedStatus(self._not_answering(desired)))
+        elif (usage := self.registry.storage_usage(desired)) and usage.full:
+            full = f"Storage full, pushes fail: {usage}; {FREE_SPACE}"
+            event.add_status(ops.BlockedStatus(full))
         else:
             how = f"{desired.scheme}, proxied" if desired.proxied else desired.scheme
-            event.add_status(ops.ActiveStatus(f"Ready at {desired.netloc} ({how})."))
+            filling = f" Storage {usage}." if usage and usage.filling else ""
+            event.add_status(ops.ActiveStatus(f"Ready at {desired.netloc} ({how}).{filling}"))
         relation_tls = self.relation_tls
         if isinstance(relation_tls, ops.WaitingStatus) and (
             isinstance(desired, RegistryPlan) and desired.tls is None

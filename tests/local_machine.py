@@ -59,13 +59,14 @@ class LocalMachine:
             self._launch(service)
 
     def stop(self, service: str) -> None:
-        """Terminate the service's process and wait for it."""
+        """Terminate the service's process and wait for it as long as its TimeoutStopSec."""
         process = self._processes.pop(service, None)
         if process is None or process.poll() is not None:
             return
         os.killpg(process.pid, signal.SIGTERM)
+        timeouts = re.findall(r"^TimeoutStopSec=(\d+)s$", self._dropins_text(service), re.M)
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=int(timeouts[-1]) if timeouts else 10)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
@@ -103,13 +104,20 @@ class LocalMachine:
     def environment(self, service: str) -> dict[str, str]:
         """The Environment= settings of the service's drop-ins, as systemd would apply them."""
         env: dict[str, str] = {}
+        for match in re.finditer(
+            r'^Environment="([^=]+)=(.*)"$', self._dropins_text(service), re.M
+        ):
+            env[match[1]] = match[2].replace('\\"', '"').replace("%%", "%")
+        return env
+
+    def _dropins_text(self, service: str) -> str:
+        """The service's drop-ins, in the order systemd reads them (template unit's first)."""
         template, at, _ = service.partition("@")
         units = [f"{template}@", service] if at else [service]
-        dropins = [self.root / f"etc/systemd/system/{unit}.service.d" for unit in units]
-        for dropin in (path for folder in dropins for path in sorted(folder.glob("*.conf"))):
-            for match in re.finditer(r'^Environment="([^=]+)=(.*)"$', dropin.read_text(), re.M):
-                env[match[1]] = match[2].replace('\\"', '"').replace("%%", "%")
-        return env
+        folders = [self.root / f"etc/systemd/system/{unit}.service.d" for unit in units]
+        return "".join(
+            path.read_text() for folder in folders for path in sorted(folder.glob("*.conf"))
+        )
 
     def log(self, service: str) -> str:
         """What the service printed so far."""

@@ -15,25 +15,30 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import ops
-from charmlibs.interfaces.tls_certificates import (
-    CertificateRequestAttributes,
-    Mode,
-    ProviderCapabilities,
-    TLSCertificatesRequiresV4,
-)
 
 from relations import databag
 from state.tls import ServerTLS, TLSMaterialError, check_server_tls
+
+if TYPE_CHECKING:
+    from charmlibs.interfaces.tls_certificates import (
+        CertificateRequestAttributes,
+        ProviderCapabilities,
+        TLSCertificatesRequiresV4,
+    )
 
 logger = logging.getLogger(__name__)
 
 ENDPOINT = "cert-provider"
 PROXY_ENDPOINT = "website"
 WAITING = "Waiting for a certificate from cert-provider"
+# The TLS library's only events that come without the relation: its own secrets.
+LIBRARY_SECRET_HOOKS = ("hooks/secret-expired", "hooks/secret-remove")
 
 
 @dataclass(frozen=True)
@@ -70,10 +75,25 @@ def legacy_name(unit_name: str) -> str:
 class CertProvider(ops.Object):
     """Requests a server certificate from either provider generation and reads it back."""
 
-    def __init__(self, charm: ops.CharmBase, request: Callable[[], CertificateRequest]):
+    def __init__(
+        self,
+        charm: ops.CharmBase,
+        request: Callable[[], CertificateRequest],
+        on_certificate: Callable[[ops.EventBase], None],
+    ):
         super().__init__(charm, ENDPOINT)
         self._unit = charm.unit
         self._request = request
+        self.current: TLSCertificatesRequiresV4 | None = None
+        # The library (with pydantic, about half a hook's start-up) is loaded
+        # only when it has something to do: most units have no cert-provider.
+        if (
+            charm.model.get_relation(ENDPOINT) is None
+            and os.environ.get("JUJU_DISPATCH_PATH") not in LIBRARY_SECRET_HOOKS
+        ):
+            return
+        from charmlibs.interfaces.tls_certificates import Mode, TLSCertificatesRequiresV4
+
         self.current = TLSCertificatesRequiresV4(
             charm,
             ENDPOINT,
@@ -87,10 +107,13 @@ class CertProvider(ops.Object):
                 charm.on[PROXY_ENDPOINT].relation_broken,
             ],
         )
+        self.framework.observe(self.current.on.certificate_available, on_certificate)
 
     def _current_requests(
         self, _: ProviderCapabilities | None
     ) -> list[CertificateRequestAttributes]:
+        from charmlibs.interfaces.tls_certificates import CertificateRequestAttributes
+
         request = self._request()
         return [
             CertificateRequestAttributes(
@@ -152,6 +175,8 @@ class CertProvider(ops.Object):
         return check_server_tls(cert.strip() + "\n" + chain, key, data["ca"])
 
     def _current_certificate(self) -> ServerTLS | ops.StatusBase:
+        if self.current is None:  # only while the relation is being removed
+            return ops.WaitingStatus(WAITING)
         certificates, key = self.current.get_assigned_certificates()
         usable = [c for c in certificates if not c.revoked]
         if not usable or key is None:

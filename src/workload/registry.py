@@ -7,6 +7,7 @@ and reads its version. What to write is decided in `state/`.
 
 from __future__ import annotations
 
+import functools
 import grp
 import logging
 import os
@@ -38,6 +39,39 @@ READY_TIMEOUT = 30.0
 # pull: 5 is what `htpasswd -B` uses (a few ms; cost 12 took 0.36 s a request).
 BCRYPT_COST = 5
 BCRYPT_PREFIX = b"$2b$%02d$" % BCRYPT_COST
+
+
+@dataclass(frozen=True)
+class StorageUsage:
+    """How full the file system holding the images is (filesystem storage only)."""
+
+    path: Path
+    used: int
+    free: int
+    """Bytes the registry's (unprivileged) user may still write."""
+
+    FILLING_PERCENT = 90
+    FULL_FREE_BYTES = 64 << 20
+    """Below this, pushes fail: a failed upload leaves its partial blob, filling the disk."""
+
+    @property
+    def percent_used(self) -> int:
+        """Used space as `df` counts it (space reserved for root is not available)."""
+        available = self.used + self.free
+        return self.used * 100 // available if available else 100
+
+    @property
+    def filling(self) -> bool:
+        """Past the warning threshold."""
+        return self.percent_used >= self.FILLING_PERCENT
+
+    @property
+    def full(self) -> bool:
+        """Too little space left for a push to succeed."""
+        return self.free < self.FULL_FREE_BYTES
+
+    def __str__(self) -> str:
+        return f"{self.path} {self.percent_used}% used, {self.free / 1e6:.0f} MB free"
 
 
 @dataclass(frozen=True)
@@ -238,6 +272,16 @@ class Registry:
                 self.machine.stop(front.mirror_service(config_path.stem))
         self.machine.stop(SERVICE)
 
+    def storage_usage(self, plan: RegistryPlan) -> StorageUsage | None:
+        """How full the images' file system is; None for object storage (or before install)."""
+        if plan.data_dir is None:
+            return None
+        try:
+            usage = shutil.disk_usage(plan.data_dir)
+        except OSError:
+            return None
+        return StorageUsage(plan.data_dir, usage.used, usage.free)
+
     def running(self) -> bool:
         """Whether the service manager has the registry running."""
         return self.machine.running(SERVICE)
@@ -246,23 +290,47 @@ class Registry:
         """Whether the registry, and each mirror, answers its API base (200, or 401 with auth)."""
         paths = [f"{m.prefix}/" for m in plan.front.mirrors] if plan.front else []
         return all(
-            self._answers(f"{plan.scheme}://127.0.0.1:{plan.port}{path}", timeout)
+            self._probe(f"{plan.scheme}://127.0.0.1:{plan.port}{path}", timeout)[0] in (200, 401)
             for path in ["/v2/", *paths]
         )
 
-    def _answers(self, url: str, timeout: float) -> bool:
-        context = ssl.create_default_context()
-        # A liveness probe of our own process on loopback: the certificate
-        # names the unit's addresses, not 127.0.0.1.
+    def storage_failing(self, plan: RegistryPlan, timeout: float = 3.0) -> bool:
+        """Whether the registry refuses every request because its storage fails its health check.
+
+        The registry answers 503 to everything once the storage driver failed
+        `health.storagedriver.threshold` checks in a row (a dead S3 endpoint,
+        an unreadable disk).
+        """
+        status, body = self._probe(f"{plan.scheme}://127.0.0.1:{plan.port}/v2/", timeout)
+        return status == 503 and "health check failed" in body
+
+    def _probe(self, url: str, timeout: float) -> tuple[int | None, str]:
+        """The HTTP status and body of a GET of our own registry on loopback; None: no answer."""
+        try:
+            with self._loopback.open(url, timeout=timeout) as response:
+                return response.status, ""
+        except urllib.error.HTTPError as e:
+            with e:
+                return e.code, e.read(4096).decode(errors="replace")
+        except (OSError, ValueError):
+            return None, ""
+
+    @functools.cached_property
+    def _loopback(self) -> urllib.request.OpenerDirector:
+        """An HTTP client for our own registry: never through a proxy, no certificate check.
+
+        Juju puts the model's proxy settings (http_proxy, https_proxy) in the
+        hook's environment, often without no_proxy; loopback must not follow
+        them. A liveness probe of our own process needs no verification (the
+        certificate names the unit's addresses, not 127.0.0.1), so a plain
+        context, without loading the system's CA store.
+        """
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-        try:
-            with urllib.request.urlopen(url, timeout=timeout, context=context) as response:  # noqa: S310
-                return response.status == 200
-        except urllib.error.HTTPError as e:
-            return e.code == 401
-        except (OSError, ValueError):
-            return False
+        return urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+        )
 
     def wait_until_answering(self, plan: RegistryPlan, timeout: float = READY_TIMEOUT) -> bool:
         """Poll /v2/ until the registry answers or `timeout` seconds pass."""
