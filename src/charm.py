@@ -40,7 +40,7 @@ class DockerRegistryCharm(ops.CharmBase):
 
     def __init__(self, framework: ops.Framework):
         super().__init__(framework)
-        self._stored.set_default(stopped_by_operator=False)
+        self._stored.set_default(stopped_by_operator=False, checked_tls={})
         self.registry = Registry(self.make_machine())
         self.templates = template_environment(self.charm_dir)
         # Built before our observers, so that the TLS library handles its
@@ -98,7 +98,7 @@ class DockerRegistryCharm(ops.CharmBase):
     def _plan(self, *, maintenance: bool = False) -> RegistryPlan | ops.StatusBase:
         """The registry's plan; `maintenance` makes it read-only for garbage collection."""
         try:
-            config = self.load_config(CharmConfig)
+            config = self.load_config(CharmConfig, checked_tls=self._checked_tls)
         except InvalidConfigError as e:
             return ops.BlockedStatus(f"Invalid charm config: {e}")
         http_secret = peer.http_secret(self)
@@ -124,7 +124,18 @@ class DockerRegistryCharm(ops.CharmBase):
     @functools.cached_property
     def relation_tls(self) -> ServerTLS | ops.StatusBase | None:
         """The certificate from cert-provider, or why there is none to use."""
-        return self.cert_provider.server_tls()
+        return self.cert_provider.server_tls(self._checked_tls)
+
+    @property
+    def _checked_tls(self) -> dict[str, tuple[float, float]]:
+        """TLS material already checked in an earlier hook, by fingerprint."""
+        return {name: (start, end) for name, (start, end) in self._stored.checked_tls.items()}
+
+    def _remember_checked(self, tls: ServerTLS | None) -> None:
+        """Keep the applied material's fingerprint, so later hooks need not parse it."""
+        checked = {tls.fingerprint: list(tls.validity)} if tls else {}
+        if checked != dict(self._stored.checked_tls):
+            self._stored.checked_tls = checked
 
     @functools.cached_property
     def units(self) -> list[peer.UnitAddress]:
@@ -181,6 +192,7 @@ class DockerRegistryCharm(ops.CharmBase):
             return
         if self.registry.apply(desired):
             self.registry.wait_until_answering(desired)
+        self._remember_checked(desired.tls)
 
     def _on_stop(self, _: ops.EventBase) -> None:
         """The unit is going away: stop serving, keep the images."""

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import ops
 
 from relations import databag
-from state.tls import ServerTLS, TLSMaterialError, check_server_tls
+from state.tls import Checked, ServerTLS, TLSMaterialError, check_server_tls
 
 if TYPE_CHECKING:
     from charmlibs.interfaces.tls_certificates import (
@@ -146,11 +146,12 @@ class CertProvider(ops.Object):
             },
         )
 
-    def server_tls(self) -> ServerTLS | ops.StatusBase | None:
+    def server_tls(self, checked: Checked | None = None) -> ServerTLS | ops.StatusBase | None:
         """The provider's certificate for us, checked; a status when there is none to use.
 
         None when there is no relation. A certificate that does not parse or
-        does not match its key is reported, never used.
+        does not match its key is reported, never used; material in `checked`
+        is only checked against the clock.
         """
         relation = self.relation
         if relation is None:
@@ -158,23 +159,25 @@ class CertProvider(ops.Object):
         try:
             for unit in relation.units:
                 if relation.data[unit].get("ca"):
-                    return self._legacy_certificate(relation.data[unit])
+                    return self._legacy_certificate(relation.data[unit], checked)
             if relation.app is not None and relation.data[relation.app].get("certificates"):
-                return self._current_certificate()
+                return self._current_certificate(checked)
         except TLSMaterialError as e:
             return ops.BlockedStatus(f"cert-provider sent an unusable certificate: {e}")
         return ops.WaitingStatus(WAITING)
 
-    def _legacy_certificate(self, data: ops.RelationDataContent) -> ServerTLS | ops.StatusBase:
+    def _legacy_certificate(
+        self, data: ops.RelationDataContent, checked: Checked | None
+    ) -> ServerTLS | ops.StatusBase:
         name = legacy_name(self._unit.name)
         cert = data.get(f"{name}.server.cert")
         key = data.get(f"{name}.server.key")
         if not cert or not key:
             return ops.WaitingStatus(WAITING)
         chain = data.get("chain") or ""
-        return check_server_tls(cert.strip() + "\n" + chain, key, data["ca"])
+        return check_server_tls(cert.strip() + "\n" + chain, key, data["ca"], checked)
 
-    def _current_certificate(self) -> ServerTLS | ops.StatusBase:
+    def _current_certificate(self, checked: Checked | None) -> ServerTLS | ops.StatusBase:
         if self.current is None:  # only while the relation is being removed
             return ops.WaitingStatus(WAITING)
         certificates, key = self.current.get_assigned_certificates()
@@ -188,5 +191,8 @@ class CertProvider(ops.Object):
             if str(c) not in (str(provided.certificate), str(provided.ca))
         )
         return check_server_tls(
-            str(provided.certificate) + "\n" + intermediates, str(key), str(provided.ca) + "\n"
+            str(provided.certificate) + "\n" + intermediates,
+            str(key),
+            str(provided.ca) + "\n",
+            checked,
         )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from state.mirrors import Mirror, parse_mirrors
 from state.settings import BasicAuth, Storage, TokenAuth, Upstream, is_absolute_url
 from state.tls import (
+    Checked,
     ServerTLS,
     TLSMaterialError,
     check_server_tls,
@@ -104,6 +105,8 @@ class CharmConfig:
     tls_cert_path: str = "/etc/docker/registry/registry.crt"
     tls_key_path: str = "/etc/docker/registry/registry.key"
     tls_ca_path: str = "/etc/docker/registry/ca.crt"
+    checked_tls: Checked = field(default_factory=dict, repr=False, compare=False)
+    """TLS material found good in an earlier hook: not parsed again (not an option)."""
 
     # Derived once by validation; read these, not the raw options.
     basic_auth: BasicAuth | None = field(init=False, default=None, repr=False)
@@ -354,7 +357,10 @@ class CharmConfig:
             return problems
         try:
             tls = check_server_tls(
-                decoded["tls-cert-blob"], decoded["tls-key-blob"], decoded.get("tls-ca-blob")
+                decoded["tls-cert-blob"],
+                decoded["tls-key-blob"],
+                decoded.get("tls-ca-blob"),
+                self.checked_tls,
             )
         except TLSMaterialError as e:
             part, _, why = str(e).partition(": ")

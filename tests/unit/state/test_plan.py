@@ -40,6 +40,7 @@ def test_defaults_match_the_established_charm():
         "addr": ":5000",
         "secret": "s3cr3t",
         "relativeurls": True,
+        "draintimeout": "60s",
         "headers": {"X-Content-Type-Options": ["nosniff"]},
     }
     assert config["log"] == {
@@ -50,7 +51,10 @@ def test_defaults_match_the_established_charm():
     assert config["storage"] == {
         "filesystem": {"rootdirectory": "/unit-root/srv/registry"},
         "delete": {"enabled": False},
-        "maintenance": {"readonly": {"enabled": False}},
+        "maintenance": {
+            "uploadpurging": {"enabled": True, "age": "24h", "interval": "1h", "dryrun": False},
+            "readonly": {"enabled": False},
+        },
         "cache": {"blobdescriptor": "inmemory"},
         "redirect": {"disable": True},
     }
@@ -61,6 +65,8 @@ def test_defaults_match_the_established_charm():
     }
     assert "auth" not in config
     assert "proxy" not in config
+    assert "\nTimeoutStopSec=90s\n" in plan().dropin, "longer than the drain"
+    assert 'Environment="GOGC=400"' in plan().dropin
     assert plan().ports == (5000,)
     assert plan().scheme == "http"
     assert (plan().netloc, plan().url) == ("10.0.0.1:5000", "http://10.0.0.1:5000")
@@ -252,7 +258,7 @@ def test_dropin_restarts_on_failure_and_carries_proxies(options, environment):
     for line in environment:
         assert line in dropin
     if not environment:
-        assert "Environment" not in dropin
+        assert "PROXY" not in dropin
 
 
 def test_values_are_quoted_safely():
