@@ -52,7 +52,8 @@ class StorageUsage:
 
     FILLING_PERCENT = 90
     FULL_FREE_BYTES = 64 << 20
-    """Below this, pushes fail: a failed upload leaves its partial blob, filling the disk."""
+    FULL_FREE_PERCENT = 1
+    """Below both, pushes fail: a failed upload leaves its partial blob, filling the disk."""
 
     @property
     def percent_used(self) -> int:
@@ -68,7 +69,9 @@ class StorageUsage:
     @property
     def full(self) -> bool:
         """Too little space left for a push to succeed."""
-        return self.free < self.FULL_FREE_BYTES
+        return self.free < min(
+            self.FULL_FREE_BYTES, (self.used + self.free) * self.FULL_FREE_PERCENT // 100
+        )
 
     def __str__(self) -> str:
         return f"{self.path} {self.percent_used}% used, {self.free / 1e6:.0f} MB free"
