@@ -12,12 +12,11 @@ from __future__ import annotations
 import functools
 import logging
 import socket
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import ops
 
-from actions import client_config, images, push
-from actions.garbage_collect import GarbageCollectError, GarbageCollectParams, collect_garbage
 from relations import cert_provider, docker_registry, peer, website
 from state.config import CharmConfig, InvalidConfigError
 from state.plan import RegistryPlan, plan_registry, template_environment
@@ -25,7 +24,6 @@ from state.settings import is_absolute_url
 from state.tls import ServerTLS
 from workload.machine import Machine, UbuntuMachine
 from workload.registry import Registry
-from workload.registry_api import RegistryAPIError, RegistryClient, local_access
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +40,7 @@ class DockerRegistryCharm(ops.CharmBase):
         super().__init__(framework)
         self._stored.set_default(stopped_by_operator=False, checked_tls={})
         self.registry = Registry(self.make_machine())
-        self.templates = template_environment(self.charm_dir)
+        self.templates = template_environment(self.charm_dir, self._templates_cache())
         # Built before our observers, so that the TLS library handles its
         # events (and writes its CSR) before we reconcile.
         self.cert_provider = cert_provider.CertProvider(
@@ -81,6 +79,15 @@ class DockerRegistryCharm(ops.CharmBase):
         framework.observe(on.images_action, self._on_images_action)
         framework.observe(on.rmi_action, self._on_rmi_action)
         framework.observe(on.garbage_collect_action, self._on_garbage_collect_action)
+
+    def _templates_cache(self) -> Path | None:
+        """Where compiled templates are kept between hooks; None if it cannot be made."""
+        cache = self.charm_dir / ".templates-cache"
+        try:
+            cache.mkdir(mode=0o700, exist_ok=True)
+        except OSError:
+            return None
+        return cache
 
     def make_machine(self) -> Machine:
         """The one seam to apt and systemd; the tests override only this."""
@@ -215,7 +222,11 @@ class DockerRegistryCharm(ops.CharmBase):
         self.registry.stop()
         event.set_results({"outcome": "success", "raw": "stopped"})
 
+    # Each action imports its module when it runs: hooks need none of them.
+
     def _on_client_config_action(self, event: ops.ActionEvent) -> None:
+        from actions import client_config
+
         desired = self.desired
         if not isinstance(desired, RegistryPlan):
             event.fail(f"Cannot tell clients how to reach the registry: {desired.message}")
@@ -262,6 +273,9 @@ class DockerRegistryCharm(ops.CharmBase):
             event.fail(failure)
 
     def _on_push_action(self, event: ops.ActionEvent) -> None:
+        from actions import push
+        from workload.registry_api import local_access
+
         plan = self._serving(event)
         if plan is None:
             return
@@ -296,6 +310,9 @@ class DockerRegistryCharm(ops.CharmBase):
         self._report(event, results, failure)
 
     def _on_images_action(self, event: ops.ActionEvent) -> None:
+        from actions import images
+        from workload.registry_api import RegistryAPIError, RegistryClient, local_access
+
         plan = self._serving(event)
         if plan is None:
             return
@@ -314,6 +331,9 @@ class DockerRegistryCharm(ops.CharmBase):
         event.set_results(images.list_results(entries, plan.netloc))
 
     def _on_rmi_action(self, event: ops.ActionEvent) -> None:
+        from actions import images
+        from workload.registry_api import RegistryClient, local_access
+
         plan = self._serving(event)
         if plan is None:
             return
@@ -326,6 +346,12 @@ class DockerRegistryCharm(ops.CharmBase):
         self._report(event, *images.delete_results(deletions))
 
     def _on_garbage_collect_action(self, event: ops.ActionEvent) -> None:
+        from actions.garbage_collect import (
+            GarbageCollectError,
+            GarbageCollectParams,
+            collect_garbage,
+        )
+
         normal, read_only = self.desired, self._plan(maintenance=True)
         if not isinstance(normal, RegistryPlan):
             event.fail(f"The registry is not configured: {normal.message}")
