@@ -159,7 +159,7 @@ class Unhealthy(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(self.BODY)
 
-    def log_message(self, *args):
+    def log_message(self, format, *args):
         pass
 
 
