@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,7 +26,8 @@ SERVICE_COMMANDS = {
         "serve",
         "{root}/etc/docker/registry/mirrors/{instance}.yml",
     ],
-    "haproxy": ["haproxy", "-f", "{root}/etc/haproxy/haproxy.cfg", "-db"],
+    # Master-worker mode, as Ubuntu's haproxy.service runs it (-Ws): SIGUSR2 reloads.
+    "haproxy": ["haproxy", "-W", "-f", "{root}/etc/haproxy/haproxy.cfg", "-db"],
 }
 
 
@@ -38,6 +40,9 @@ class LocalMachine:
         self.root = root
         self.installed: list[str] = []
         self.launches: collections.Counter[str] = collections.Counter()
+        self.reloads: collections.Counter[str] = collections.Counter()
+        self.terminations: list[tuple[str, float]] = []
+        """(service, time.monotonic()) of each SIGTERM: when a restart began."""
         self.daemon_reloads = 0
         self.commands: list[tuple[str, list[str]]] = []
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -64,6 +69,7 @@ class LocalMachine:
         if process is None or process.poll() is not None:
             return
         os.killpg(process.pid, signal.SIGTERM)
+        self.terminations.append((service, time.monotonic()))
         timeouts = re.findall(r"^TimeoutStopSec=(\d+)s$", self._dropins_text(service), re.M)
         try:
             process.wait(timeout=int(timeouts[-1]) if timeouts else 10)
@@ -75,6 +81,14 @@ class LocalMachine:
         """Stop, then launch again."""
         self.stop(service)
         self._launch(service)
+
+    def reload(self, service: str) -> None:
+        """haproxy's reload (systemd's ExecReload sends SIGUSR2 to the master); others restart."""
+        if service != "haproxy" or not self.running(service):
+            self.restart(service)
+            return
+        self.reloads[service] += 1
+        self._processes[service].send_signal(signal.SIGUSR2)
 
     def running(self, service: str) -> bool:
         """Whether the service's process is alive."""

@@ -137,11 +137,15 @@ class Registry:
             restarted |= self._apply_front(plan.front, plan.dropin, restart_all=shared_changed)
         return restarted
 
-    def _start_or_restart(self, service: str, changed: bool) -> bool:
-        """Start `service` if it is down, restart it if what it reads changed."""
+    def _start_or_restart(self, service: str, changed: bool, *, reload: bool = False) -> bool:
+        """Start `service` if it is down; if what it reads changed, restart (or reload) it."""
         if not self.machine.running(service):
             logger.info("starting %s", service)
             self.machine.start(service)
+            return True
+        if changed and reload:
+            logger.info("reloading %s: its configuration changed", service)
+            self.machine.reload(service)
             return True
         if changed:
             logger.info("restarting %s: its configuration changed", service)
@@ -175,10 +179,13 @@ class Registry:
             changed |= units_changed or restart_all
             restarted |= self._start_or_restart(mirror.service, changed)
         changed = self._write(layout.haproxy_config_path, FileSpec(layout.haproxy_config))
+        changed |= self._write(layout.lua_path, FileSpec(layout.lua))
         changed |= self._write(
             layout.pem_path, FileSpec(layout.pem, 0o600) if layout.pem else None
         )
-        restarted |= self._start_or_restart(front.HAPROXY_SERVICE, changed)
+        # A reload: the new haproxy takes over the listening socket, the old one
+        # finishes the requests in flight.
+        restarted |= self._start_or_restart(front.HAPROXY_SERVICE, changed, reload=True)
         return restarted
 
     def _mirror_configs(self) -> set[Path]:
@@ -200,7 +207,13 @@ class Registry:
         self.machine.stop(front.HAPROXY_SERVICE)
         for config_path in self._mirror_configs():
             self._stop_mirror(config_path)
-        for path in (front.PEM_PATH, front.DROPIN_PATH, front.TMPFILES_PATH, front.UNIT_PATH):
+        for path in (
+            front.PEM_PATH,
+            front.LUA_PATH,
+            front.DROPIN_PATH,
+            front.TMPFILES_PATH,
+            front.UNIT_PATH,
+        ):
             self._write(self.machine.root / path.lstrip("/"), None)
         self.machine.daemon_reload()
 
