@@ -110,6 +110,10 @@ class LocalMachine:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
 
+    def process_groups(self) -> set[int]:
+        """The process group of each running service (for measuring their CPU time)."""
+        return {p.pid for p in self._processes.values() if p.poll() is None}
+
     def close(self) -> None:
         """Stop every service this machine started."""
         for service in list(self._processes):
