@@ -48,6 +48,7 @@ from charm_context import b64, charm_context, unit_state  # noqa: E402
 from local_machine import LocalMachine  # noqa: E402
 from support import oci, pki, skopeo  # noqa: E402
 from support._proc import ManagedProcess  # noqa: E402
+from support.cpu import cpu_seconds  # noqa: E402
 from support.registry import RegistryProcess  # noqa: E402
 from support.wait import free_port, port_open, wait_for  # noqa: E402
 
@@ -101,20 +102,6 @@ class Endpoint:
 
     def url(self, path: str) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}{path}"
-
-
-def cpu_seconds(groups: set[int]) -> float:
-    """CPU time (user + system) used so far by the processes of these process groups."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[2]) in groups:  # pgrp; utime and stime follow at 11 and 12
-            total += int(fields[11]) + int(fields[12])
-    return total / tick
 
 
 def ab(
