@@ -6,9 +6,7 @@ import dataclasses
 import http.server
 import re
 import shutil
-import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -99,23 +97,6 @@ def test_remembered_tls_material_past_its_validity_is_checked_again(ctx, port):
     assert state.unit_status == ready(port, "https")
     [stored] = [s for s in state.stored_states if s.owner_path == "LocalCharm"]
     assert stored.content["checked_tls"][fingerprint][1] > 1.0
-
-
-@pytest.fixture
-def small_disk(machine) -> Iterator[Path]:
-    """A 32 MB tmpfs mounted where the registry keeps its images (needs root)."""
-    data = machine.root / "srv/registry"
-    data.mkdir(parents=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(data)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    yield data
-    machine.close()
-    subprocess.run(["umount", "-l", str(data)], check=True)
 
 
 def fill(path: Path, megabytes: int) -> None:
