@@ -98,8 +98,10 @@ def timed(work: Path, run: Callable[[object, object, str], None]) -> float:
     return timed_with_cpu(work, run)[0]
 
 
-def timed_with_cpu(work: Path, run: Callable[[object, object, str], None]) -> tuple[float, float]:
-    """Wall time and CPU time (this process, its waited children, the unit's registry)."""
+def timed_with_cpu(
+    work: Path, run: Callable[[object, object, str], None]
+) -> tuple[float, float, float]:
+    """Wall time, CPU time of this process and its waited children (skopeo), of the registry."""
     machine, ctx, state, netloc = fresh_unit(work)
     try:
         groups = machine.process_groups()
@@ -109,7 +111,7 @@ def timed_with_cpu(work: Path, run: Callable[[object, object, str], None]) -> tu
         took = time.perf_counter() - start
         times = os.times()
         own = sum(times[:4]) - sum(times_before[:4])
-        return took, own + cpu_seconds(groups) - cpu_before
+        return took, own, cpu_seconds(groups) - cpu_before
     finally:
         machine.close()
         shutil.rmtree(machine.root, ignore_errors=True)
@@ -162,18 +164,17 @@ def per_image(counts: list[int], rounds: int) -> None:
             methods[f"{count} images, sequential skopeo"] = copy_each(sources)
         timed(work, push_all([source.ref("bench/small0", "v1")], 4))  # warm-up, untimed
         names = list(methods)
-        measured: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+        measured: dict[str, list[tuple[float, float, float]]] = {name: [] for name in names}
         for round_ in range(rounds):
             for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
                 measured[name].append(timed_with_cpu(work, methods[name]))
-    print(f"{'batch':34s} {'wall/image':>10s} {'CPU/image':>10s}  (medians)")
+    print(f"{'batch':34s} {'wall':>8s} {'CPU: charm+skopeo':>18s} {'registry':>9s}  per image")
     medians = {}
     for name, values in measured.items():
         count = int(name.split()[0])
-        wall = statistics.median(v[0] for v in values) / count
-        cpu = statistics.median(v[1] for v in values) / count
+        wall, own, registry = (statistics.median(v[i] for v in values) / count for i in range(3))
         medians[name] = wall
-        print(f"{name:34s} {wall * 1000:8.1f}ms {cpu * 1000:8.1f}ms")
+        print(f"{name:34s} {wall * 1000:6.1f}ms {own * 1000:16.1f}ms {registry * 1000:7.1f}ms")
     for count in counts:
         ratio = (
             medians[f"{count} images, sequential skopeo"] / medians[f"{count} images, push action"]
