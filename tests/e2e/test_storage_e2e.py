@@ -9,6 +9,7 @@ from ops import testing
 
 from charm_context import unit_state
 from support import oci
+from support.wait import free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -47,3 +48,28 @@ def test_a_push_refused_for_lack_of_space_says_so(ctx, port, small_disk, tmp_pat
     state = ctx.run(ctx.on.action("stop"), state)
     state = ctx.run(ctx.on.action("start"), state)
     assert state.unit_status == testing.ActiveStatus(f"Ready at 127.0.0.1:{port} (http).")
+
+
+def test_a_storage_driver_failing_its_health_check_shows(ctx, port, monkeypatch):
+    """S3 at a dead loopback port: after 3 failed checks, 10 s apart, the registry says 503."""
+    # The AWS SDK in the registry refuses to start with a custom CA bundle here.
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    config = {
+        "storage-s3-region": "us-east-1",
+        "storage-s3-bucket": "images",
+        "storage-s3-accesskey": "key",
+        "storage-s3-secretkey": "secret",
+        "storage-s3-regionendpoint": f"http://127.0.0.1:{free_port()}",
+        "storage-s3-secure": False,
+    }
+    state = ctx.run(ctx.on.install(), unit_state(port, config=config))
+    assert state.unit_status == testing.ActiveStatus(f"Ready at 127.0.0.1:{port} (http).")
+    failing = testing.BlockedStatus(
+        "Registry storage fails its health check; see journalctl -u docker-registry"
+    )
+    wait_for(
+        lambda: ctx.run(ctx.on.update_status(), state).unit_status == failing,
+        timeout=90,
+        interval=2,
+        what="the storage health check to fail",
+    )
