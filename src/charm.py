@@ -18,10 +18,11 @@ from urllib.parse import urlsplit
 import ops
 
 from relations import cert_provider, docker_registry, peer, website
-from state.config import CharmConfig, InvalidConfigError
-from state.plan import RegistryPlan, plan_registry, template_environment
+from state.config import CharmConfig, InvalidConfigError, secret_uris
+from state.plan import PlanError, RegistryPlan, plan_registry, template_environment
 from state.settings import is_absolute_url
-from state.tls import ServerTLS
+from state.tls import Checked, ServerTLS
+from workload import established
 from workload.machine import Machine, UbuntuMachine
 from workload.registry import Registry
 
@@ -29,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 STOPPED_BY_OPERATOR = "Registry stopped by the stop action; run the start action to serve"
 FREE_SPACE = "free space with the rmi and garbage-collect actions"
+STOPPED_FOR_JUJU = "Registry stopped: the unit is going away; images stay on disk"
+STOPPED_FOR_STORAGE = "Registry stopped: its storage is detaching; images stay on it"
+DATA_STORAGE = "data"
 
 
 class DockerRegistryCharm(ops.CharmBase):
@@ -38,7 +42,13 @@ class DockerRegistryCharm(ops.CharmBase):
 
     def __init__(self, framework: ops.Framework):
         super().__init__(framework)
-        self._stored.set_default(stopped_by_operator=False, checked_tls={})
+        self._stored.set_default(
+            stopped_by_operator=False, established_client_auth=False, checked_tls={}
+        )
+        self._stopped_for: str | None = None
+        """Why a hook stopped the registry (the unit or its storage is going away)."""
+        self._port_held = False
+        """Another process held the registry's port when this hook started it."""
         self.registry = Registry(self.make_machine())
         self.templates = template_environment(self.charm_dir, self._templates_cache())
         # Built before our observers, so that the TLS library handles its
@@ -49,6 +59,8 @@ class DockerRegistryCharm(ops.CharmBase):
         on = self.on
         framework.observe(on.install, self._on_install)
         framework.observe(on.upgrade_charm, self._on_install)
+        framework.observe(on[DATA_STORAGE].storage_attached, self._on_storage_attached)
+        framework.observe(on[DATA_STORAGE].storage_detaching, self._on_storage_detaching)
         for event in (
             on.config_changed,
             on.start,
@@ -105,7 +117,9 @@ class DockerRegistryCharm(ops.CharmBase):
     def _plan(self, *, maintenance: bool = False) -> RegistryPlan | ops.StatusBase:
         """The registry's plan; `maintenance` makes it read-only for garbage collection."""
         try:
-            config = self.load_config(CharmConfig, checked_tls=self._checked_tls)
+            config = self.load_config(
+                CharmConfig, secrets=self._config_secrets(), checked_tls=self._checked_tls
+            )
         except InvalidConfigError as e:
             return ops.BlockedStatus(f"Invalid charm config: {e}")
         http_secret = peer.http_secret(self)
@@ -114,6 +128,38 @@ class DockerRegistryCharm(ops.CharmBase):
         relation_tls = self.relation_tls
         if isinstance(relation_tls, ops.BlockedStatus) and config.tls is None:
             return relation_tls
+        if (
+            isinstance(relation_tls, ops.WaitingStatus)
+            and config.tls is None
+            and config.http_host.startswith("https:")
+        ):
+            return relation_tls
+        try:
+            plan = self._plan_registry(config, http_secret, relation_tls, maintenance=maintenance)
+        except PlanError as e:
+            return ops.BlockedStatus(str(e))
+        if problems := self.registry.path_problems(plan):
+            return ops.BlockedStatus(f"Invalid charm config: {'; '.join(problems)}")
+        return plan
+
+    def _config_secrets(self) -> dict[str, dict[str, str] | None]:
+        """The content of each Juju secret the options name; None where we may not read it."""
+        contents: dict[str, dict[str, str] | None] = {}
+        for uri in secret_uris(self.config):
+            try:
+                contents[uri] = self.model.get_secret(id=uri).get_content(refresh=True)
+            except (ops.SecretNotFoundError, ops.ModelError):
+                contents[uri] = None
+        return contents
+
+    def _plan_registry(
+        self,
+        config: CharmConfig,
+        http_secret: str,
+        relation_tls: ServerTLS | ops.StatusBase | None,
+        *,
+        maintenance: bool,
+    ) -> RegistryPlan:
         return plan_registry(
             config,
             templates=self.templates,
@@ -123,9 +169,11 @@ class DockerRegistryCharm(ops.CharmBase):
             http_secret=http_secret,
             unit_address=self._unit_address(),
             primary_address=self.units[0].address,
-            proxy_address=website.proxy_address(self),
+            proxy_addresses=website.proxy_addresses(self),
             relation_tls=relation_tls if isinstance(relation_tls, ServerTLS) else None,
             maintenance=maintenance,
+            client_auth=config.tls_client_auth == "on"
+            or (config.tls_client_auth == "" and self._stored.established_client_auth),
         )
 
     @functools.cached_property
@@ -134,13 +182,20 @@ class DockerRegistryCharm(ops.CharmBase):
         return self.cert_provider.server_tls(self._checked_tls)
 
     @property
-    def _checked_tls(self) -> dict[str, tuple[float, float]]:
+    def _checked_tls(self) -> Checked:
         """TLS material already checked in an earlier hook, by fingerprint."""
-        return {name: (start, end) for name, (start, end) in self._stored.checked_tls.items()}
+        return {
+            name: (entry[0], entry[1], entry[2], tuple(entry[3]))
+            for name, entry in self._stored.checked_tls.items()
+            if len(entry) == 4  # anything else: check again
+        }
 
     def _remember_checked(self, tls: ServerTLS | None) -> None:
         """Keep the applied material's fingerprint, so later hooks need not parse it."""
-        checked = {tls.fingerprint: list(tls.validity)} if tls else {}
+        checked = {}
+        if tls:
+            start, until, expires, names = tls.checked
+            checked = {tls.fingerprint: [start, until, expires, list(names)]}
         if checked != dict(self._stored.checked_tls):
             self._stored.checked_tls = checked
 
@@ -149,9 +204,20 @@ class DockerRegistryCharm(ops.CharmBase):
         """This application's units with their addresses, oldest first."""
         return peer.unit_addresses(self, self._unit_address())
 
+    @functools.cached_property
+    def website_units(self) -> list[peer.UnitAddress]:
+        """This application's units with their `website` addresses, oldest first."""
+        return peer.unit_addresses(
+            self, self._ingress_address(website.ENDPOINT), shared_key=peer.WEBSITE_ADDRESS_KEY
+        )
+
     def _unit_address(self) -> str:
         """The address clients of the docker-registry endpoint reach this unit at."""
-        binding = self.model.get_binding(docker_registry.ENDPOINT)
+        return self._ingress_address(docker_registry.ENDPOINT)
+
+    def _ingress_address(self, endpoint: str) -> str:
+        """This unit's ingress address on `endpoint`'s binding."""
+        binding = self.model.get_binding(endpoint)
         address = binding.network.ingress_address if binding else None
         return str(address) if address else socket.getfqdn()
 
@@ -166,21 +232,45 @@ class DockerRegistryCharm(ops.CharmBase):
         http_host = str(self.config.get("http-host") or "")
         if is_absolute_url(http_host):
             names.add(urlsplit(http_host).hostname or "")
-        names.add(website.proxy_address(self) or "")
+        names.update(website.proxy_addresses(self))
         return cert_provider.CertificateRequest(
             common_name=own, sans=tuple(sorted(n for n in names if n))
         )
 
     def _on_install(self, event: ops.EventBase) -> None:
-        """Install (or, on upgrade, keep) the packages; the version changes only then."""
+        """Install (or refresh): the packages, then take over what the established charm left.
+
+        The registry's version changes only here, so only here is it read.
+        """
         self.unit.status = ops.MaintenanceStatus("Installing docker-registry and skopeo")
         self.registry.install()
         if version := self.registry.version():
             self.unit.set_workload_version(version)
+        takeover = established.take_over(
+            self.registry.machine,
+            container=str(self.config.get("registry-name") or "registry"),
+            image=str(self.config.get("registry-image") or "registry:2"),
+        )
+        if takeover.client_auth:
+            logger.info("the established charm required client certificates: kept")
+            self._stored.established_client_auth = True
         self._reconcile(event)
+
+    def _on_storage_attached(self, event: ops.StorageAttachedEvent) -> None:
+        """Images go to the attached storage (mounted at the data folder): the registry's."""
+        if self.registry.version() is None:
+            return  # attached at deploy, before install, which hands it over
+        established.hand_over(self.registry.machine)
+        self._reconcile(event)
+
+    def _on_storage_detaching(self, _: ops.StorageDetachingEvent) -> None:
+        """Let Juju unmount the storage; its images stay on it (nothing is deleted)."""
+        self._stopped_for = STOPPED_FOR_STORAGE
+        self.registry.stop()
 
     def _reconcile(self, _: ops.EventBase | None = None) -> None:
         """Bring the unit to the desired state; a no-op when it is there already."""
+        peer.share_website_address(self, self._ingress_address(website.ENDPOINT))
         desired = self.desired
         if not isinstance(desired, RegistryPlan):
             return
@@ -188,21 +278,22 @@ class DockerRegistryCharm(ops.CharmBase):
         docker_registry.publish(self, desired)
         website.publish(
             self,
-            own=next(unit for unit in self.units if unit.name == self.unit.name),
             port=desired.port,
-            units=self.units,
+            units=self.website_units,
             tls=desired.tls is not None,
             shared_storage=desired.data_dir is None,
         )
         self.cert_provider.publish_legacy_request()
         if self._stored.stopped_by_operator:
             return
+        self._port_held = self.registry.port_held_by_another(desired)
         if self.registry.apply(desired):
             self.registry.wait_until_answering(desired)
         self._remember_checked(desired.tls)
 
     def _on_stop(self, _: ops.EventBase) -> None:
         """The unit is going away: stop serving, keep the images."""
+        self._stopped_for = STOPPED_FOR_JUJU
         self.registry.stop()
 
     def _on_start_action(self, event: ops.ActionEvent) -> None:
@@ -234,9 +325,8 @@ class DockerRegistryCharm(ops.CharmBase):
         try:
             results = client_config.render(
                 desired,
+                event.load_params(client_config.ClientConfigParams),
                 templates=self.templates,
-                hosts_dir=event.params["hosts-dir"],
-                mirror_of=event.params["mirror-of"],
             )
         except client_config.ClientConfigError as e:
             event.fail(str(e))
@@ -257,12 +347,10 @@ class DockerRegistryCharm(ops.CharmBase):
     @staticmethod
     def _own_netlocs(plan: RegistryPlan) -> tuple[str, ...]:
         """The prefixes that name this registry in references operators give."""
-        own = f"[{plan.unit_address}]" if ":" in plan.unit_address else plan.unit_address
+        hosts = (plan.unit_address, *plan.proxy_addresses, "127.0.0.1", "localhost")
         return (
             plan.netloc,
-            f"{own}:{plan.port}",
-            f"127.0.0.1:{plan.port}",
-            f"localhost:{plan.port}",
+            *(f"[{host}]:{plan.port}" if ":" in host else f"{host}:{plan.port}" for host in hosts),
         )
 
     @staticmethod
@@ -379,19 +467,37 @@ class DockerRegistryCharm(ops.CharmBase):
 
     def _on_collect_status(self, event: ops.CollectStatusEvent) -> None:
         desired = self.desired
-        if not isinstance(desired, RegistryPlan):
+        if self._stopped_for:
+            event.add_status(ops.MaintenanceStatus(self._stopped_for))
+        elif not isinstance(desired, RegistryPlan):
             event.add_status(desired)
         elif self._stored.stopped_by_operator:
             event.add_status(ops.BlockedStatus(STOPPED_BY_OPERATOR))
-        elif not self.registry.answers(desired):
+        elif self._port_held:
+            event.add_status(
+                ops.BlockedStatus(
+                    f"Port {desired.port} is held by another process; the registry cannot serve"
+                )
+            )
+        elif not self.registry.running() or not self.registry.answers(desired):
+            # Running first: another process (the established charm's container)
+            # may answer on the port while ours cannot bind it.
             event.add_status(ops.BlockedStatus(self._not_answering(desired)))
         elif (usage := self.registry.storage_usage(desired)) and usage.full:
             full = f"Storage full, pushes fail: {usage}; {FREE_SPACE}"
             event.add_status(ops.BlockedStatus(full))
         else:
             how = f"{desired.scheme}, proxied" if desired.proxied else desired.scheme
+            if desired.tls is None and self.model.relations[docker_registry.ENDPOINT]:
+                # The containerd charm gives nodes a scheme-less endpoint: https.
+                how += "; containerd nodes need TLS"
+            expiry = ""
+            if desired.tls and desired.tls.not_after and desired.tls.expires_soon():
+                expiry = f" The certificate expires on {desired.tls.not_after:%Y-%m-%d}."
             filling = f" Storage {usage}." if usage and usage.filling else ""
-            event.add_status(ops.ActiveStatus(f"Ready at {desired.netloc} ({how}).{filling}"))
+            event.add_status(
+                ops.ActiveStatus(f"Ready at {desired.netloc} ({how}).{expiry}{filling}")
+            )
         relation_tls = self.relation_tls
         if isinstance(relation_tls, ops.WaitingStatus) and (
             isinstance(desired, RegistryPlan) and desired.tls is None

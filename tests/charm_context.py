@@ -7,6 +7,7 @@ import base64
 import dataclasses
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
@@ -14,6 +15,7 @@ from ops import testing
 
 from charm import DockerRegistryCharm
 from local_machine import LocalMachine
+from relations.peer import SECRET_ID_KEY, SECRET_LABEL, WEBSITE_ADDRESS_KEY
 from support import pki
 from support.wait import free_port
 
@@ -62,12 +64,17 @@ def charm_context(machine: LocalMachine, unit_id: int = 0) -> testing.Context[Do
     )
 
 
-def loopback_network(endpoint: str) -> testing.Network:
+# Several units of one application: the leader's http secret, the haproxy unit's address.
+HTTP_SECRET = testing.Secret({"http-secret": "shared"}, owner="app", label=SECRET_LABEL)
+PROXY_ADDRESS = "127.0.0.2"
+
+
+def loopback_network(endpoint: str, address: str = "127.0.0.1") -> testing.Network:
     """The unit's address on `endpoint`, on loopback so that tests can reach it."""
     return testing.Network(
         endpoint,
-        bind_addresses=[testing.BindAddress([testing.Address("127.0.0.1")])],
-        ingress_addresses=["127.0.0.1"],
+        bind_addresses=[testing.BindAddress([testing.Address(address)])],
+        ingress_addresses=[address],
         egress_subnets=["127.0.0.0/8"],
     )
 
@@ -111,3 +118,43 @@ def tls_config(ca: pki.CertificateAuthority, *sans: str) -> dict[str, str]:
     """The tls-*-blob options for a new certificate from `ca` naming `sans`."""
     cert, key = pki.issue(ca, sans[0], list(sans))
     return {"tls-cert-blob": b64(cert), "tls-key-blob": b64(key), "tls-ca-blob": b64(ca.cert_pem)}
+
+
+def website_address(unit: int) -> str:
+    """Unit `unit`'s `website` address: a loopback address of its own, as if on its own machine."""
+    return f"127.0.0.{11 + unit}"
+
+
+def app_unit_state(
+    unit: int, port: int, *, leader: bool, units: Iterable[int], config: dict | None = None
+) -> testing.State:
+    """Unit `unit` of an application of `units` behind one haproxy unit at PROXY_ADDRESS.
+
+    The peers have shared their `website` addresses; the http secret is the
+    leader's. The `website` relation is the state's only one of that endpoint.
+    """
+    peer = testing.PeerRelation(
+        "peer",
+        local_app_data={SECRET_ID_KEY: HTTP_SECRET.id},
+        peers_data={
+            other: {
+                "ingress-address": website_address(other),
+                WEBSITE_ADDRESS_KEY: website_address(other),
+            }
+            for other in units
+            if other != unit
+        },
+    )
+    proxy = testing.Relation(
+        "website",
+        remote_app_name="haproxy",
+        remote_units_data={
+            0: {"ingress-address": PROXY_ADDRESS, "private-address": PROXY_ADDRESS}
+        },
+    )
+    state = unit_state(
+        port, leader=leader, config=config, relations=[peer, proxy], secrets=[HTTP_SECRET]
+    )
+    others = {network for network in state.networks if network.binding_name != "website"}
+    networks = {*others, loopback_network("website", website_address(unit))}
+    return dataclasses.replace(state, networks=networks)

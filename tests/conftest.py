@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,15 +17,9 @@ from support.wait import free_port
 
 @pytest.fixture
 def machine() -> Iterator[LocalMachine]:
-    """A unit root in a temporary folder; services it starts are stopped afterwards.
-
-    The path is short: with cache-mirrors the registries listen on unix
-    sockets under it, and a socket path has at most 107 bytes.
-    """
-    local = LocalMachine(Path(tempfile.mkdtemp(prefix="unit-", dir="/tmp")))
-    yield local
-    local.close()
-    shutil.rmtree(local.root, ignore_errors=True)
+    """A unit root in a temporary folder; services it starts are stopped afterwards."""
+    with LocalMachine.temporary() as local:
+        yield local
 
 
 @pytest.fixture

@@ -9,13 +9,15 @@ network calls) is real.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 SERVICE_COMMANDS = {
@@ -36,6 +38,21 @@ class LocalMachine:
 
     listen_host = "127.0.0.1"
 
+    @classmethod
+    @contextlib.contextmanager
+    def temporary(cls) -> Iterator[LocalMachine]:
+        """A unit root in a temporary folder; services it starts are stopped afterwards.
+
+        The path is short: with cache-mirrors the registries listen on unix
+        sockets under it, and a socket path has at most 107 bytes.
+        """
+        machine = cls(Path(tempfile.mkdtemp(prefix="unit-", dir="/tmp")))
+        try:
+            yield machine
+        finally:
+            machine.close()
+            shutil.rmtree(machine.root, ignore_errors=True)
+
     def __init__(self, root: Path):
         self.root = root
         self.installed: list[str] = []
@@ -47,7 +64,7 @@ class LocalMachine:
         self.commands: list[tuple[str, list[str]]] = []
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
 
-    def install_packages(self, packages: Sequence[str]) -> None:
+    def install_packages(self, packages: Sequence[str], services: Sequence[str] = ()) -> None:
         """Check that the packages' programs are here (CI installs them with apt)."""
         for package in packages:
             if shutil.which(package) is None:
@@ -104,6 +121,10 @@ class LocalMachine:
             list(argv), capture_output=True, text=True, timeout=timeout, check=False
         )
 
+    def remove_container(self, name: str, image: str) -> bool:
+        """There is no Docker here: the machine tier plays the established unit."""
+        return False
+
     def kill(self, service: str) -> None:
         """Make the service die as if it crashed (for tests of recovery)."""
         process = self._processes[service]
@@ -122,10 +143,11 @@ class LocalMachine:
     def environment(self, service: str) -> dict[str, str]:
         """The Environment= settings of the service's drop-ins, as systemd would apply them."""
         env: dict[str, str] = {}
-        for match in re.finditer(
-            r'^Environment="([^=]+)=(.*)"$', self._dropins_text(service), re.M
-        ):
+        text = self._dropins_text(service)
+        for match in re.finditer(r'^Environment="([^=]+)=(.*)"$', text, re.M):
             env[match[1]] = match[2].replace('\\"', '"').replace("%%", "%")
+        for match in re.finditer(r"^EnvironmentFile=-?(/.*)$", text, re.M):
+            env.update(self._environment_file(self.root / match[1].lstrip("/")))
         return env
 
     def _dropins_text(self, service: str) -> str:
@@ -136,6 +158,16 @@ class LocalMachine:
         return "".join(
             path.read_text() for folder in folders for path in sorted(folder.glob("*.conf"))
         )
+
+    @staticmethod
+    def _environment_file(path: Path) -> dict[str, str]:
+        """`NAME="value"` lines with backslash escapes, as systemd reads an EnvironmentFile."""
+        lines = path.read_text().splitlines() if path.exists() else []
+        return {
+            match[1]: re.sub(r"\\(.)", r"\1", match[2])
+            for line in lines
+            if (match := re.fullmatch(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"', line))
+        }
 
     def log(self, service: str) -> str:
         """What the service printed so far."""

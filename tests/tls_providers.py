@@ -52,7 +52,7 @@ class _ProviderCharm(ops.CharmBase):
         ca_key = PrivateKey.from_string(self.ca.key_pem.decode())
         for request in self.certificates.get_certificate_requests(event.relation.id):
             csr = request.certificate_signing_request
-            cert = csr.sign(ca=ca, ca_private_key=ca_key, validity=datetime.timedelta(days=30))
+            cert = csr.sign(ca=ca, ca_private_key=ca_key, validity=datetime.timedelta(days=90))
             self.certificates.set_relation_certificate(
                 ProviderCertificate(
                     relation_id=event.relation.id,

@@ -22,6 +22,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -342,6 +343,9 @@ class _SkopeoConfig:
             cert_dir = tmp / "certs"
             cert_dir.mkdir()
             (cert_dir / "ca.crt").write_text(access.ca_pem)
+            if access.client:  # mutual TLS: skopeo presents *.cert with its *.key
+                shutil.copy(access.client.cert_path, cert_dir / "client.cert")
+                shutil.copy(access.client.key_path, cert_dir / "client.key")
             self.dest_args += ["--dest-cert-dir", str(cert_dir)]
 
     def _authfile(self, name: str, logins: dict[str, BasicAuth]) -> str:

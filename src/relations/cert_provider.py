@@ -12,7 +12,6 @@ the remote application databag (current).
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import os
@@ -23,14 +22,16 @@ from typing import TYPE_CHECKING
 import ops
 
 from relations import databag
+from state.settings import is_host, is_ip
 from state.tls import Checked, ServerTLS, TLSMaterialError, check_server_tls
 
 if TYPE_CHECKING:
     from charmlibs.interfaces.tls_certificates import (
         CertificateRequestAttributes,
         ProviderCapabilities,
-        TLSCertificatesRequiresV4,
     )
+
+    from relations.cert_provider_requires import DefensiveRequires
 
 logger = logging.getLogger(__name__)
 
@@ -48,23 +49,20 @@ class CertificateRequest:
     common_name: str
     sans: tuple[str, ...]
 
+    def __post_init__(self):
+        # Names come from relations too (the proxy's address): keep the ones a
+        # certificate can carry, so that a remote charm's garbage cannot break the CSR.
+        object.__setattr__(self, "sans", tuple(san for san in self.sans if is_host(san)))
+
     @property
     def ips(self) -> list[str]:
         """The SANs that are IP addresses."""
-        return [san for san in self.sans if _is_ip(san)]
+        return [san for san in self.sans if is_ip(san)]
 
     @property
     def dns_names(self) -> list[str]:
         """The SANs that are host names."""
-        return [san for san in self.sans if not _is_ip(san)]
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
+        return [san for san in self.sans if not is_ip(san)]
 
 
 def legacy_name(unit_name: str) -> str:
@@ -84,7 +82,7 @@ class CertProvider(ops.Object):
         super().__init__(charm, ENDPOINT)
         self._unit = charm.unit
         self._request = request
-        self.current: TLSCertificatesRequiresV4 | None = None
+        self.current: DefensiveRequires | None = None
         # The library (with pydantic, about half a hook's start-up) is loaded
         # only when it has something to do: most units have no cert-provider.
         if (
@@ -92,9 +90,11 @@ class CertProvider(ops.Object):
             and os.environ.get("JUJU_DISPATCH_PATH") not in LIBRARY_SECRET_HOOKS
         ):
             return
-        from charmlibs.interfaces.tls_certificates import Mode, TLSCertificatesRequiresV4
+        from charmlibs.interfaces.tls_certificates import Mode
 
-        self.current = TLSCertificatesRequiresV4(
+        from relations.cert_provider_requires import DefensiveRequires
+
+        self.current = DefensiveRequires(
             charm,
             ENDPOINT,
             certificate_requests=self._current_requests,
@@ -164,6 +164,9 @@ class CertProvider(ops.Object):
                 return self._current_certificate(checked)
         except TLSMaterialError as e:
             return ops.BlockedStatus(f"cert-provider sent an unusable certificate: {e}")
+        except (ValueError, TypeError) as e:  # the requirer turns the library's errors into these
+            logger.warning("cert-provider data does not parse: %s", e)
+            return ops.BlockedStatus("cert-provider sent data that does not parse")
         return ops.WaitingStatus(WAITING)
 
     def _legacy_certificate(
@@ -182,6 +185,10 @@ class CertProvider(ops.Object):
             return ops.WaitingStatus(WAITING)
         certificates, key = self.current.get_assigned_certificates()
         usable = [c for c in certificates if not c.revoked]
+        if not usable and self.current.unparsable:
+            return ops.BlockedStatus(
+                f"cert-provider sent data that does not parse: {self.current.unparsable}"
+            )
         if not usable or key is None:
             return ops.WaitingStatus(WAITING)
         provided = usable[0]

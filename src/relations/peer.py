@@ -1,6 +1,9 @@
 """The `peer` endpoint (interface `peer-discovery`): what units share.
 
 Units learn each other's addresses from the relation (Juju publishes them).
+Juju publishes the address on the peer endpoint's own binding, so each unit
+also shares its `website` binding's address, which the leader lists in the
+haproxy stanza.
 Registries behind one load balancer must sign upload state with the same
 `http.secret`. The leader keeps it in a Juju secret and publishes the
 secret's id in the peer application databag, so that the other units get a
@@ -14,9 +17,13 @@ from dataclasses import dataclass
 
 import ops
 
+from relations import databag
+from state.settings import is_host
+
 ENDPOINT = "peer"
 SECRET_LABEL = "http-secret"  # noqa: S105 - a name, not a secret
 SECRET_ID_KEY = "http-secret-id"  # noqa: S105 - a name, not a secret
+WEBSITE_ADDRESS_KEY = "website-address"
 
 
 def http_secret(charm: ops.CharmBase) -> str | None:
@@ -38,7 +45,7 @@ def http_secret(charm: ops.CharmBase) -> str | None:
         return None
     try:
         return charm.model.get_secret(id=secret_id).get_content()["http-secret"]
-    except (ops.SecretNotFoundError, ops.ModelError, KeyError):
+    except (ops.SecretNotFoundError, ops.ModelError, KeyError, ValueError):
         return None
 
 
@@ -55,14 +62,29 @@ class UnitAddress:
         return int(self.name.rpartition("/")[2])
 
 
-def unit_addresses(charm: ops.CharmBase, own_address: str) -> list[UnitAddress]:
-    """This unit and the peers Juju has told us about, oldest first."""
+def share_website_address(charm: ops.CharmBase, address: str) -> None:
+    """Tell the other units this unit's `website` address (written only when it changed)."""
+    relation = charm.model.get_relation(ENDPOINT)
+    if relation is not None:
+        databag.update(relation.data[charm.unit], {WEBSITE_ADDRESS_KEY: address})
+
+
+def unit_addresses(
+    charm: ops.CharmBase, own_address: str, *, shared_key: str | None = None
+) -> list[UnitAddress]:
+    """This unit and the peers Juju has told us about, oldest first.
+
+    With `shared_key`, a peer's address is the one it shared under that key
+    (its ingress address on the peer relation until it has). A peer whose
+    address is not an IP address or host name is left out.
+    """
     units = [UnitAddress(charm.unit.name, own_address)]
     relation = charm.model.get_relation(ENDPOINT)
     if relation is not None:
         for unit in relation.units:
             data = relation.data[unit]
-            address = data.get("ingress-address") or data.get("private-address")
-            if address:
+            shared = data.get(shared_key) if shared_key else None
+            address = shared or data.get("ingress-address") or data.get("private-address")
+            if address and is_host(address):
                 units.append(UnitAddress(unit.name, address))
     return sorted(units, key=lambda unit: unit.number)

@@ -1,8 +1,11 @@
 """The `website` endpoint (interface `http`): haproxy's `reverseproxy` in front of us.
 
-Every unit publishes its address and port as raw strings; the leader also
-publishes a `services` YAML stanza in the format the haproxy charm parses
-(the classic charm's parser, kept by the current operator). With filesystem
+Only the leader publishes, as raw strings: its address, the port and a
+`services` YAML stanza listing every unit, in the format the haproxy charms
+parse (the classic charm's parser, kept by the current operator). The other
+units publish nothing: the haproxy charms add a unit that publishes a `port`
+without a stanza as one more server, and when no unit publishes a stanza they
+serve every such unit on a default service on port 80. With filesystem
 storage each unit holds different images, so the oldest unit is the one
 active server and the others are backups; with S3 or Swift all are active.
 """
@@ -26,17 +29,32 @@ SERVER_CHECKS = "check inter 2000 rise 2 fall 5 maxconn 4096"
 TLS_SERVER_CHECKS = f"{SERVER_CHECKS} check-ssl verify none"
 
 
-def proxy_address(charm: ops.CharmBase) -> str | None:
-    """The address of the proxy in front of us: a remote unit's ingress address."""
+# What the leader publishes; a follower clears them (units refreshed from
+# revisions where every unit published its address and port).
+LEADER_KEYS = ("hostname", "port", "services")
+
+
+def proxy_addresses(charm: ops.CharmBase) -> list[str]:
+    """Every haproxy unit's ingress address, lowest unit number first.
+
+    Clients may reach the registry through any of them; the first one is
+    the address every unit tells clients, the same on every unit.
+    """
+    addresses: list[str] = []
     for relation in charm.model.relations[ENDPOINT]:
         if not relation.active:
             continue
-        for unit in sorted(relation.units, key=lambda unit: unit.name):
+        for unit in sorted(relation.units, key=unit_number):
             data = relation.data[unit]
             address = data.get("ingress-address") or data.get("private-address")
-            if address:
-                return address
-    return None
+            if address and address not in addresses:
+                addresses.append(address)
+    return addresses
+
+
+def unit_number(unit: ops.Unit) -> int:
+    """A unit's number, so that haproxy/10 sorts after haproxy/9."""
+    return int(unit.name.rpartition("/")[2])
 
 
 def services_stanza(
@@ -64,8 +82,8 @@ def services_stanza(
         "service_host": "0.0.0.0",  # noqa: S104 - haproxy listens on all its addresses
         "service_port": port,
         "service_options": service_options,
-        # Units that publish no stanza are added by haproxy with these options:
-        # keep them backups too.
+        # haproxy gives these to a unit that publishes a port but no stanza:
+        # only a unit still on an older revision does (during a refresh).
         "server_options": checks + backup,
         "servers": servers,
     }
@@ -75,21 +93,29 @@ def services_stanza(
 def publish(
     charm: ops.CharmBase,
     *,
-    own: UnitAddress,
     port: int,
     units: Sequence[UnitAddress],
     tls: bool,
     shared_storage: bool,
 ) -> None:
-    """Write our address, and on the leader the services stanza, to every website relation."""
-    stanza = services_stanza(charm.app.name, port, units, tls=tls, shared_storage=shared_storage)
+    """The leader writes its address, the port and the stanza; the others clear theirs.
+
+    `units` are every unit with its `website` address, oldest first.
+    """
     for relation in charm.model.relations[ENDPOINT]:
         if not relation.active:
             continue
-        wanted = {"hostname": own.address, "private-address": own.address, "port": str(port)}
-        if charm.unit.is_leader():
-            wanted["services"] = stanza
         ours = relation.data[charm.unit]
-        databag.update(ours, wanted)
-        if not charm.unit.is_leader() and "services" in ours:
-            del ours["services"]
+        if not charm.unit.is_leader():
+            for key in LEADER_KEYS:
+                if key in ours:
+                    del ours[key]
+            continue
+        own = next(unit.address for unit in units if unit.name == charm.unit.name)
+        stanza = services_stanza(
+            charm.app.name, port, units, tls=tls, shared_storage=shared_storage
+        )
+        databag.update(
+            ours,
+            {"hostname": own, "private-address": own, "port": str(port), "services": stanza},
+        )

@@ -8,10 +8,32 @@ written: a registry already serving keeps its last good configuration.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import posixpath
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 
+from state import front
 from state.mirrors import Mirror, parse_mirrors
-from state.settings import BasicAuth, Storage, TokenAuth, Upstream, is_absolute_url
+from state.settings import (
+    CLIENT_CAS_PATH,
+    CLIENT_IDENTITY_DIR,
+    CONFIG_PATH,
+    DATA_DIR,
+    DROPIN_PATH,
+    ENVIRONMENT_PATH,
+    HTPASSWD_PATH,
+    SECRET_URI,
+    TOKEN_ROOT_CERTS_PATH,
+    BasicAuth,
+    Storage,
+    TokenAuth,
+    Upstream,
+    is_absolute_url,
+    is_secret_uri,
+    secret_value,
+    url_problem,
+)
 from state.tls import (
     Checked,
     ServerTLS,
@@ -28,6 +50,54 @@ STORAGE_CACHES = ("inmemory", "none")
 S3_LOG_LEVELS = ("off", "debug")
 S3_MIN_CHUNK = 5 * 1024 * 1024
 DEFAULT_REGISTRY_IMAGE = "registry:2"
+SECRET_OPTIONS = (
+    "auth-basic-password",
+    "cache-password",
+    "storage-s3-secretkey",
+    "storage-swift-password",
+    "tls-key-blob",
+)
+"""Options that also take a Juju secret's URI (`secret:...`) instead of the value."""
+BCRYPT_MAX_BYTES = 72
+# htpasswd: a line is `user:hash`; `#` starts a comment and the registry
+# trims whitespace, so either would lock the user out.
+BASIC_USER = re.compile(r"[^\s:#][^\s:]{0,254}")
+TLS_PATH_OPTIONS = ("tls-cert-path", "tls-key-path", "tls-ca-path")
+CHARM_FILES = (
+    CONFIG_PATH,
+    CLIENT_CAS_PATH,
+    HTPASSWD_PATH,
+    TOKEN_ROOT_CERTS_PATH,
+    ENVIRONMENT_PATH,
+    DROPIN_PATH,
+    front.HAPROXY_CONFIG_PATH,
+    front.PEM_PATH,
+    front.UNIT_PATH,
+    front.DROPIN_PATH,
+    front.TMPFILES_PATH,
+)
+"""The files the charm writes for itself; a tls-*-path must name none of them."""
+RESERVED_DIRS = (
+    DATA_DIR,
+    front.MIRROR_CONFIG_DIR,
+    CLIENT_IDENTITY_DIR,
+    "/dev",
+    "/proc",
+    "/sys",
+)
+
+
+def secret_uris(options: Mapping[str, object]) -> set[str]:
+    """The Juju secrets the config options name, for the charm to read beforehand."""
+    uris = {
+        value
+        for option in SECRET_OPTIONS
+        if isinstance(value := options.get(option), str) and is_secret_uri(value)
+    }
+    mirrors = options.get("cache-mirrors")
+    if isinstance(mirrors, str):
+        uris.update(SECRET_URI.findall(mirrors))
+    return uris
 
 
 class InvalidConfigError(ValueError):
@@ -87,7 +157,7 @@ class CharmConfig:
     storage_s3_keyid: str = ""
     storage_s3_secure: bool = True
     storage_s3_skip_verify: bool = False
-    storage_s3_skip_v4_auth: bool = True
+    storage_s3_skip_v4_auth: bool = False
     storage_s3_chunksize: int = 10485760
     storage_s3_multipartcopychunksize: int = 33554432
     storage_s3_multipartcopymaxconcurrency: int = 100
@@ -105,6 +175,9 @@ class CharmConfig:
     tls_cert_path: str = "/etc/docker/registry/registry.crt"
     tls_key_path: str = "/etc/docker/registry/registry.key"
     tls_ca_path: str = "/etc/docker/registry/ca.crt"
+    secrets: Mapping[str, Mapping[str, str] | None] = field(default_factory=dict, repr=False)
+    """The content of each Juju secret the options name (None: not readable), by URI."""
+    tls_client_auth: str = ""
     checked_tls: Checked = field(default_factory=dict, repr=False, compare=False)
     """TLS material found good in an earlier hook: not parsed again (not an option)."""
 
@@ -117,7 +190,9 @@ class CharmConfig:
     tls: ServerTLS | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self):
-        problems: list[tuple[str, str]] = []
+        problems = self._resolve_secrets() + self._check_text()
+        if problems:
+            raise InvalidConfigError(problems)
         for check in (
             self._check_ports,
             self._check_http,
@@ -139,6 +214,33 @@ class CharmConfig:
     def _derive(self, name: str, value: object) -> None:
         object.__setattr__(self, name, value)
 
+    def _resolve_secrets(self) -> list[tuple[str, str]]:
+        """Replace `secret:...` values by the key named like the option, or the only key."""
+        problems: list[tuple[str, str]] = []
+        for option in SECRET_OPTIONS:
+            name = option.replace("-", "_")
+            uri = getattr(self, name)
+            if not is_secret_uri(uri):
+                continue
+            value = secret_value(self.secrets.get(uri), option)
+            if value is None:
+                problems.append((option, secret_problem(uri, option)))
+            else:
+                self._derive(name, value)
+        return problems
+
+    def _check_text(self) -> list[tuple[str, str]]:
+        """Refuse strings that are not Unicode text (lone surrogates cannot be written)."""
+        problems: list[tuple[str, str]] = []
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if isinstance(value, str):
+                try:
+                    value.encode()
+                except UnicodeEncodeError:
+                    problems.append((spec.name.replace("_", "-"), "is not valid Unicode text"))
+        return problems
+
     def _check_ports(self) -> list[tuple[str, str]]:
         problems = [
             (option, f"{value} is not a TCP port (1-65535)")
@@ -154,24 +256,37 @@ class CharmConfig:
 
     def _check_http(self) -> list[tuple[str, str]]:
         problems: list[tuple[str, str]] = []
-        if self.http_host and not is_absolute_url(self.http_host):
-            problems.append(("http-host", "must be an absolute URL such as https://host:5000"))
+        if self.http_host and (why := url_problem(self.http_host, credentials=False)):
+            problems.append(("http-host", why))
         if self.log_level not in LOG_LEVELS:
             problems.append(("log-level", f"must be one of {', '.join(LOG_LEVELS)}"))
         for option, value in (
             ("registry-http-proxy", self.registry_http_proxy),
             ("registry-https-proxy", self.registry_https_proxy),
         ):
-            if value and not is_absolute_url(value):
-                problems.append((option, "must be an absolute http(s) URL"))
+            if value and (why := url_problem(value)):
+                problems.append((option, why))
         return problems
 
     def _check_auth(self) -> list[tuple[str, str]]:
         problems: list[tuple[str, str]] = []
         if self.auth_basic_password:
-            if not self.auth_basic_user or ":" in self.auth_basic_user:
-                problems.append(("auth-basic-user", "must be non-empty and hold no ':'"))
-            else:
+            password = self.auth_basic_password.encode()
+            if len(password) > BCRYPT_MAX_BYTES or b"\0" in password:
+                problems.append(
+                    ("auth-basic-password", f"must be at most {BCRYPT_MAX_BYTES} bytes, no NUL")
+                )
+            if not BASIC_USER.fullmatch(self.auth_basic_user) or not (
+                self.auth_basic_user.isprintable()
+            ):
+                problems.append(
+                    (
+                        "auth-basic-user",
+                        "must be non-empty, hold no ':', whitespace or control characters"
+                        " and not start with '#'",
+                    )
+                )
+            elif not problems:
                 self._derive(
                     "basic_auth", BasicAuth(self.auth_basic_user, self.auth_basic_password)
                 )
@@ -228,7 +343,7 @@ class CharmConfig:
         return problems
 
     def _check_mirrors(self) -> list[tuple[str, str]]:
-        mirrors, problems = parse_mirrors(self.cache_mirrors)
+        mirrors, problems = parse_mirrors(self.cache_mirrors, self.secrets)
         self._derive("mirrors", mirrors)
         return problems
 
@@ -331,16 +446,34 @@ class CharmConfig:
         self._derive("storage", Storage("s3", params))
         return []
 
-    def _check_tls(self) -> list[tuple[str, str]]:
+    def _check_tls_paths(self) -> list[tuple[str, str]]:
+        """The TLS files go to distinct paths of their own, never onto the charm's files."""
         problems: list[tuple[str, str]] = []
+        seen: dict[str, str] = {}
+        for option in TLS_PATH_OPTIONS:
+            path = getattr(self, option.replace("-", "_"))
+            if not path.startswith("/") or not path.isprintable() or path.endswith("/"):
+                problems.append((option, "must be an absolute path to a file"))
+            elif posixpath.normpath(path) != path:
+                problems.append((option, "must be a normalised path (no '.', '..' or '//')"))
+            elif path in CHARM_FILES or any(
+                path.startswith(f"{folder}/") for folder in RESERVED_DIRS
+            ):
+                problems.append((option, "names a file or folder the charm uses for itself"))
+            elif path in seen:
+                problems.append((f"{seen[path]}, {option}", "must name different files"))
+            seen.setdefault(path, option)
+        return problems
+
+    def _check_tls(self) -> list[tuple[str, str]]:
         blobs = {
             "tls-cert-blob": self.tls_cert_blob,
             "tls-key-blob": self.tls_key_blob,
             "tls-ca-blob": self.tls_ca_blob,
         }
-        for option in ("tls-cert-path", "tls-key-path", "tls-ca-path"):
-            if not getattr(self, option.replace("-", "_")).startswith("/"):
-                problems.append((option, "must be an absolute path"))
+        problems = self._check_tls_paths()
+        if self.tls_client_auth not in ("", "on", "off"):
+            problems.append(("tls-client-auth", 'must be "on", "off" or empty'))
         if not any(blobs.values()):
             return problems
         if not self.tls_cert_blob or not self.tls_key_blob:
@@ -370,3 +503,11 @@ class CharmConfig:
             return [(option, why)]
         self._derive("tls", tls)
         return []
+
+
+def secret_problem(uri: str, option: str) -> str:
+    """What to tell the operator when a secret an option names cannot be used."""
+    return (
+        f"cannot read {uri}: juju grant-secret it to this application, with one key"
+        f" or a key named {option}"
+    )

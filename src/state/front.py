@@ -121,6 +121,7 @@ def plan_front(
     listen_host: str,
     port: int,
     tls: ServerTLS | None,
+    client_ca: Path | None,
     storage: Storage,
     data_dir: Path | None,
     render_registry: RenderRegistry,
@@ -156,6 +157,7 @@ def plan_front(
         bind=f"{listen_host}:{port}",
         pem_path=pem_path if tls else None,
         lua_path=lua_path,
+        client_ca=client_ca,
         # On a unit haproxy drops to its user, who reaches the sockets
         # through their group; a test root is not the unit's.
         drop_privileges=root == Path("/"),

@@ -15,15 +15,16 @@ credentials.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import yaml
 
-from state.settings import Upstream, is_absolute_url
+from state.settings import Upstream, is_secret_uri, secret_value, url_problem
 
 OPTION = "cache-mirrors"
-HOST = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$")
+HOST = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:[0-9]{1,5})?\Z")
+"""Anchored with \\Z: `$` would let a trailing newline through into haproxy.cfg."""
 KEYS = ("url", "username", "password")
 EXAMPLE = "e.g. 'docker.io: https://registry-1.docker.io'"
 
@@ -37,8 +38,14 @@ class Mirror:
     upstream: Upstream
 
 
-def parse_mirrors(value: str) -> tuple[tuple[Mirror, ...], list[tuple[str, str]]]:
-    """The mirrors `value` lists, and the problems found (empty when it is valid)."""
+def parse_mirrors(
+    value: str, secrets: Mapping[str, Mapping[str, str] | None] | None = None
+) -> tuple[tuple[Mirror, ...], list[tuple[str, str]]]:
+    """The mirrors `value` lists, and the problems found (empty when it is valid).
+
+    A `password` may be a Juju secret's URI; `secrets` holds the content of
+    those the charm could read.
+    """
     if not value.strip():
         return (), []
     try:
@@ -47,12 +54,14 @@ def parse_mirrors(value: str) -> tuple[tuple[Mirror, ...], list[tuple[str, str]]
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         return (), [(OPTION, f"not valid YAML{where}")]
+    except RecursionError:
+        return (), [(OPTION, "nested too deeply")]
     if not isinstance(entries, dict) or not entries:
         return (), [(OPTION, f"must map upstream hosts to their URLs, {EXAMPLE}")]
     mirrors: list[Mirror] = []
     problems: list[tuple[str, str]] = []
     for host, entry in entries.items():
-        mirror, why = _parse_entry(host, entry)
+        mirror, why = _parse_entry(host, entry, secrets or {})
         if mirror is None:
             problems.append((OPTION, why))
         else:
@@ -60,9 +69,11 @@ def parse_mirrors(value: str) -> tuple[tuple[Mirror, ...], list[tuple[str, str]]
     return tuple(sorted(mirrors, key=lambda m: m.host)), problems
 
 
-def _parse_entry(host: object, entry: object) -> tuple[Mirror | None, str]:
+def _parse_entry(
+    host: object, entry: object, secrets: Mapping[str, Mapping[str, str] | None]
+) -> tuple[Mirror | None, str]:
     """One `host: entry` pair as a Mirror, or None and why not."""
-    if not isinstance(host, str) or not HOST.match(host) or _bad_port(host):
+    if not isinstance(host, str) or not HOST.fullmatch(host) or _bad_port(host):
         return None, f"{str(host)[:64]!r} is not a registry host such as docker.io or host:5000"
     if isinstance(entry, str):
         entry = {"url": entry}
@@ -74,10 +85,14 @@ def _parse_entry(host: object, entry: object) -> tuple[Mirror | None, str]:
     url, username, password = (entry.get(key) or "" for key in KEYS)
     if not all(isinstance(v, str) for v in (url, username, password)):
         return None, f"{host}: url, username and password must be strings"
-    if not is_absolute_url(url):
-        return None, f"{host}: url must be an absolute http(s) URL"
-    if urlsplit(url).username is not None:
-        return None, f"{host}: put credentials in username and password, not in the URL"
+    if why := url_problem(url, credentials=False):
+        return None, f"{host}: url {why}"
+    if not username.isprintable() or not password.isprintable():
+        return None, f"{host}: username and password must hold no control characters"
+    if is_secret_uri(password):
+        password = secret_value(secrets.get(password), "password")
+        if password is None:
+            return None, f"{host}: cannot read the password's secret: juju grant-secret it"
     if bool(username) != bool(password):
         return None, f"{host}: set username and password both or neither"
     return Mirror(host, Upstream(url, username, password)), ""

@@ -8,6 +8,7 @@ give the same plan, which is what makes applying it idempotent.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -17,15 +18,26 @@ import jinja2
 
 from state.config import CharmConfig
 from state.front import UMASK, FrontPlan, plan_front
-from state.settings import BasicAuth, TokenAuth, Upstream
+from state.settings import (
+    CLIENT_CAS_PATH,
+    CONFIG_PATH,
+    DATA_DIR,
+    DROPIN_PATH,
+    ENVIRONMENT_PATH,
+    HTPASSWD_PATH,
+    TOKEN_ROOT_CERTS_PATH,
+    BasicAuth,
+    TokenAuth,
+    Upstream,
+    is_host,
+)
 from state.tls import ServerTLS
 
-CONFIG_PATH = "/etc/docker/registry/config.yml"
-HTPASSWD_PATH = "/etc/docker/registry/htpasswd"
-TOKEN_ROOT_CERTS_PATH = "/etc/docker/registry/token-root-certs.pem"  # noqa: S105 - a name, not a secret
-DATA_DIR = "/srv/registry"
-DROPIN_PATH = "/etc/systemd/system/docker-registry.service.d/10-juju.conf"
 NO_PROXY = "localhost,127.0.0.1,::1"
+
+
+class PlanError(ValueError):
+    """Inputs that are each valid but do not work together; the message names them."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,9 @@ class RegistryPlan:
 
     config_yaml: str = field(repr=False)
     dropin: str
+    environment: str | None = field(repr=False)
+    """The services' EnvironmentFile (the outbound proxy); None: no file."""
+    environment_path: Path
     config_path: Path
     htpasswd_path: Path
     token_root_certs_path: Path
@@ -55,8 +70,8 @@ class RegistryPlan:
     """host:port clients put in image names."""
     url: str
     """The registry's base URL as clients reach it."""
-    proxied: bool
-    """Whether clients reach it through a proxy (the website relation)."""
+    proxy_addresses: tuple[str, ...]
+    """The proxies' addresses (the website relation); clients are told the first."""
     unit_address: str
     """This unit's own address (clients may be sent to another unit or a proxy)."""
     basic_auth: BasicAuth | None = field(repr=False)
@@ -68,6 +83,13 @@ class RegistryPlan:
     """The upstream the registry itself caches (cache-remoteurl)."""
     read_only: bool = False
     """Whether the registry refuses pushes (config or maintenance)."""
+    client_cas_path: Path | None = None
+    """With mutual TLS, the CAs whose clients are admitted; None: any client may connect."""
+
+    @property
+    def proxied(self) -> bool:
+        """Whether clients reach the registry through a proxy."""
+        return bool(self.proxy_addresses)
 
     @property
     def scheme(self) -> Literal["http", "https"]:
@@ -75,9 +97,56 @@ class RegistryPlan:
         return "https" if self.tls else "http"
 
     @property
+    def client_auth(self) -> bool:
+        """Whether clients must present a certificate (mutual TLS)."""
+        return self.client_cas_path is not None
+
+    @property
     def ca_pem(self) -> str | None:
         """The CA clients should trust, when the registry serves TLS."""
         return self.tls.ca_pem if self.tls else None
+
+
+def yaml_scalar(value: object) -> str:
+    r"""`value` as a YAML scalar the registry's parser (go-yaml v2) reads back unchanged.
+
+    Strings are double-quoted and printable ASCII: go-yaml refuses raw
+    characters outside the Basic Multilingual Plane and escaped surrogate
+    pairs (what JSON writes for them), but reads `\UXXXXXXXX`.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    out = []
+    for char in str(value):
+        code = ord(char)
+        if char in '"\\':
+            out.append("\\" + char)
+        elif 0x20 <= code < 0x7F:
+            out.append(char)
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return '"' + "".join(out) + '"'
+
+
+def systemd_environment_file(environment: dict[str, str]) -> str:
+    """An EnvironmentFile= for systemd, each value double-quoted and escaped."""
+    lines = ["# Managed by the docker-registry charm; changes made here are overwritten."]
+    for name, value in sorted(environment.items()):
+        escaped = "".join("\\" + c if c in '"\\`$' else c for c in value)
+        lines.append(f'{name}="{escaped}"')
+    return "\n".join(lines) + "\n"
+
+
+def haproxy_word(value: object) -> str:
+    """`value` as one single-quoted haproxy.cfg word (no escapes or `$` expansion inside)."""
+    text = str(value)
+    if "'" in text or not text.isprintable():
+        raise ValueError(f"cannot quote {text!r} for haproxy.cfg")
+    return f"'{text}'"
 
 
 def template_environment(charm_dir: Path, cache_dir: Path | None = None) -> jinja2.Environment:
@@ -86,7 +155,7 @@ def template_environment(charm_dir: Path, cache_dir: Path | None = None) -> jinj
     With `cache_dir`, templates are compiled once and later hooks load the
     compiled code (0.5 ms instead of 8; keyed by the template's source).
     """
-    return jinja2.Environment(
+    environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(charm_dir / "templates"),
         bytecode_cache=jinja2.FileSystemBytecodeCache(str(cache_dir)) if cache_dir else None,
         undefined=jinja2.StrictUndefined,
@@ -95,6 +164,21 @@ def template_environment(charm_dir: Path, cache_dir: Path | None = None) -> jinj
         lstrip_blocks=True,
         autoescape=False,  # noqa: S701 - renders YAML and systemd units, not HTML
     )
+    environment.filters["yaml"] = yaml_scalar
+    environment.filters["haproxy"] = haproxy_word
+    return environment
+
+
+def check_scheme(scheme: str, tls: ServerTLS | None, config: CharmConfig) -> None:
+    """Refuse an `http-host` whose scheme is not how the registry serves."""
+    source = "tls-cert-blob" if config.tls else "cert-provider"
+    if scheme == "https" and tls is None:
+        raise PlanError(
+            "http-host: https:// but the registry has no certificate"
+            " (set tls-cert-blob and tls-key-blob, or relate cert-provider)"
+        )
+    if scheme == "http" and tls is not None:
+        raise PlanError(f"http-host: http:// but the registry serves TLS ({source})")
 
 
 def plan_registry(
@@ -107,18 +191,20 @@ def plan_registry(
     http_secret: str,
     unit_address: str,
     primary_address: str,
-    proxy_address: str | None = None,
+    proxy_addresses: Sequence[str] = (),
     relation_tls: ServerTLS | None = None,
     maintenance: bool = False,
+    client_auth: bool = False,
 ) -> RegistryPlan:
     """The registry this unit should run.
 
-    Clients reach it at `http-host` when set, else through the proxy, else at
+    Clients reach it at `http-host` when set, else through the first proxy, else at
     the oldest unit (`primary_address`), so that every unit tells clients the
     same thing. TLS from the config blobs wins over a certificate from the
     cert-provider relation: an operator who set blobs chose them on purpose.
     `maintenance` makes the storage read-only (for garbage collection)
-    whatever the config.
+    whatever the config. `client_auth` requires client certificates signed
+    by the CA (when there is one).
     """
 
     def on_host(path: str) -> Path:
@@ -126,17 +212,34 @@ def plan_registry(
 
     tls = config.tls or relation_tls
     scheme = "https" if tls else "http"
+    for source, address in (
+        *(("website", proxy) for proxy in proxy_addresses),
+        ("peer", primary_address),
+    ):
+        if not is_host(address):
+            raise PlanError(f"{source}: {address[:64]!r} is not an IP address or host name")
     if config.http_host:
-        netloc = urlsplit(config.http_host).netloc
+        parts = urlsplit(config.http_host)
+        netloc, host, reached = parts.netloc, parts.hostname or "", "http-host"
         url = config.http_host.rstrip("/")
+        check_scheme(parts.scheme, tls, config)
     else:
-        host = proxy_address or primary_address
-        host = f"[{host}]" if ":" in host else host
-        netloc = f"{host}:{config.registry_port}"
+        host = proxy_addresses[0] if proxy_addresses else primary_address
+        reached = "the proxy on website" if proxy_addresses else "the unit"
+        netloc = (
+            f"[{host}]:{config.registry_port}" if ":" in host else f"{host}:{config.registry_port}"
+        )
         url = f"{scheme}://{netloc}"
+    if tls and not tls.names_host(host):
+        source = "tls-cert-blob" if config.tls else "cert-provider"
+        raise PlanError(
+            f"{source}: the certificate does not name {host}, where clients reach the"
+            f" registry ({reached})"
+        )
     tls_paths = TLSPaths(
         on_host(config.tls_cert_path), on_host(config.tls_key_path), on_host(config.tls_ca_path)
     )
+    client_ca = on_host(CLIENT_CAS_PATH) if client_auth and tls and tls.ca_pem else None
     storage = config.storage
     data_dir = None if storage.shared else on_host(DATA_DIR)
     storage_params = dict(storage.params) if storage.shared else {"rootdirectory": str(data_dir)}
@@ -169,6 +272,7 @@ def plan_registry(
             debug_addr=debug_addr,
             tls=tls,
             tls_paths=tls_paths,
+            client_ca=client_ca,
             upstream=upstream,
             storage_driver=storage.driver,
             storage_params=storage_params,
@@ -186,6 +290,7 @@ def plan_registry(
             listen_host=listen_host,
             port=config.registry_port,
             tls=tls,
+            client_ca=client_ca,
             storage=storage,
             data_dir=data_dir,
             render_registry=render_registry,
@@ -210,18 +315,21 @@ def plan_registry(
     if proxy_environment:
         proxy_environment["NO_PROXY"] = NO_PROXY
     dropin = templates.get_template("dropin.conf.j2").render(
-        environment=proxy_environment, umask=front and UMASK
+        environment_path=ENVIRONMENT_PATH if proxy_environment else None,
+        umask=front and UMASK,
     )
     return RegistryPlan(
         config_yaml=config_yaml,
         dropin=dropin,
+        environment=systemd_environment_file(proxy_environment) if proxy_environment else None,
+        environment_path=on_host(ENVIRONMENT_PATH),
         data_dir=data_dir,
         tls_paths=tls_paths,
         port=config.registry_port,
         ports=ports,
         netloc=netloc,
         url=url,
-        proxied=proxy_address is not None,
+        proxy_addresses=tuple(proxy_addresses),
         unit_address=unit_address,
         basic_auth=config.basic_auth,
         token_auth=config.token_auth,
@@ -229,5 +337,6 @@ def plan_registry(
         front=front,
         cache_url=config.cache.url if config.cache else None,
         read_only=read_only,
+        client_cas_path=client_ca,
         **paths,
     )

@@ -10,6 +10,9 @@ supervisor (see the README's development section).
 from __future__ import annotations
 
 import logging
+import os
+import pwd
+import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,8 +32,12 @@ class Machine(Protocol):
     listen_host: str
     """Host the registry binds to: all addresses on a unit, loopback in tests."""
 
-    def install_packages(self, packages: Sequence[str]) -> None:
-        """Install (or keep) the given distribution packages."""
+    def install_packages(self, packages: Sequence[str], services: Sequence[str] = ()) -> None:
+        """Install (or keep) the given distribution packages.
+
+        `services` are theirs: a package's postinst must not start them with its
+        stock configuration, and the ones the charm has not enabled stay disabled.
+        """
         ...
 
     def daemon_reload(self) -> None:
@@ -63,6 +70,13 @@ class Machine(Protocol):
         """Run a one-shot command as `user`, capturing its output as text."""
         ...
 
+    def remove_container(self, name: str, image: str) -> bool:
+        """Stop and remove the Docker container `name` if it runs `image`; whether it did.
+
+        The established charm ran the registry that way (see `workload/established.py`).
+        """
+        ...
+
 
 class UbuntuMachine:
     """The unit itself: apt and systemd."""
@@ -70,10 +84,24 @@ class UbuntuMachine:
     root = Path("/")
     listen_host = ""
 
-    def install_packages(self, packages: Sequence[str]) -> None:
-        """Install packages with apt, refreshing the package index first."""
-        apt.update()
-        apt.add_package(list(packages))
+    def install_packages(self, packages: Sequence[str], services: Sequence[str] = ()) -> None:
+        """Install packages with apt, refreshing the package index first.
+
+        The services are masked (until reboot) meanwhile, so that no postinst
+        starts them: Debian's docker-registry would serve its stock
+        configuration, without auth, on :5000.
+        """
+        enabled = {service for service in services if _systemctl("is-enabled", service) == 0}
+        for service in services:
+            _systemctl("mask", "--runtime", service)
+        try:
+            apt.update()
+            apt.add_package(list(packages))
+        finally:
+            for service in services:
+                _systemctl("unmask", "--runtime", service)
+                if service not in enabled:
+                    _systemctl("disable", service)
 
     def daemon_reload(self) -> None:
         """Run `systemctl daemon-reload`."""
@@ -104,7 +132,64 @@ class UbuntuMachine:
     def run_as(
         self, user: str, argv: Sequence[str], timeout: float
     ) -> subprocess.CompletedProcess[str]:
-        """Run `argv` as `user` (the charm runs as root)."""
+        """Run `argv` as `user` with its own group only and a clean environment.
+
+        The charm runs as root: without this the command would keep gid 0,
+        root's supplementary groups and `HOME=/root`.
+        """
+        account = pwd.getpwnam(user)
+        environment = {
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": account.pw_dir,
+            "USER": user,
+            "LOGNAME": user,
+            "LANG": "C.UTF-8",
+        }
         return subprocess.run(
-            list(argv), capture_output=True, text=True, timeout=timeout, check=False, user=user
+            list(argv),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            user=account.pw_uid,
+            group=account.pw_gid,
+            extra_groups=[],
+            env=environment,
+            cwd="/",
         )
+
+    def remove_container(self, name: str, image: str) -> bool:
+        """`docker rm -f name` when the docker CLI is here and the container runs `image`."""
+        docker = shutil.which("docker")
+        if docker is None:
+            return False
+        inspected = subprocess.run(
+            [docker, "inspect", "--format", "{{.Config.Image}}", name],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if inspected.returncode != 0:
+            return False
+        if inspected.stdout.strip() != image:
+            logger.warning(
+                "container %s runs %s, not %s: left alone", name, inspected.stdout.strip(), image
+            )
+            return False
+        logger.info("removing the established charm's registry container %s", name)
+        subprocess.run(
+            [docker, "rm", "--force", name], capture_output=True, timeout=120, check=True
+        )
+        return True
+
+
+def _systemctl(*args: str) -> int:
+    """Run systemctl quietly; its exit status."""
+    return subprocess.run(
+        ["systemctl", "--quiet", *args],
+        capture_output=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "SYSTEMD_PAGER": ""},
+    ).returncode

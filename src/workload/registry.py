@@ -7,13 +7,14 @@ and reads its version. What to write is decided in `state/`.
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import grp
 import logging
 import os
 import pwd
 import re
 import shutil
+import socket
 import ssl
 import subprocess
 import time
@@ -25,8 +26,11 @@ from pathlib import Path
 import bcrypt
 
 from state import front
+from state.config import CHARM_FILES
 from state.front import FrontPlan
 from state.plan import RegistryPlan
+from state.settings import CLIENT_CAS_PATH
+from workload.client_identity import identity_for
 from workload.machine import Machine
 
 logger = logging.getLogger(__name__)
@@ -39,6 +43,8 @@ READY_TIMEOUT = 30.0
 # pull: 5 is what `htpasswd -B` uses (a few ms; cost 12 took 0.36 s a request).
 BCRYPT_COST = 5
 BCRYPT_PREFIX = b"$2b$%02d$" % BCRYPT_COST
+WRITTEN_RECORD = "/etc/docker/registry/.written-by-charm"
+"""The files the charm wrote at paths an option chose: the only such files it removes."""
 
 
 @dataclass(frozen=True)
@@ -91,10 +97,45 @@ class Registry:
 
     def __init__(self, machine: Machine):
         self.machine = machine
+        self._record_path = machine.root / WRITTEN_RECORD.lstrip("/")
+
+    def _written(self) -> set[str]:
+        if not self._record_path.is_file():
+            return set()
+        return set(self._record_path.read_text().splitlines())
+
+    def _record(self, path: Path, written: bool) -> None:
+        """Remember (or forget) that the charm wrote `path`."""
+        record = self._written()
+        updated = record | {str(path)} if written else record - {str(path)}
+        if updated != record:
+            self._record_path.parent.mkdir(parents=True, exist_ok=True)
+            self._record_path.write_text("".join(f"{p}\n" for p in sorted(updated)))
+
+    def _own(self, path: Path) -> bool:
+        """Whether the charm may remove or change `path`: its own file, or one it wrote."""
+        own = {self.machine.root / name.lstrip("/") for name in CHARM_FILES}
+        return path in own or str(path) in self._written()
+
+    def path_problems(self, plan: RegistryPlan) -> list[str]:
+        """Why the TLS files cannot be written where the options say, before anything is."""
+        if plan.tls is None:
+            return []
+        problems = []
+        for option, path in (
+            ("tls-cert-path", plan.tls_paths.cert),
+            ("tls-key-path", plan.tls_paths.key),
+            ("tls-ca-path", plan.tls_paths.ca),
+        ):
+            if path.is_symlink() or (path.exists() and not path.is_file()):
+                problems.append(f"{option}: {path} is not a regular file")
+            elif path.exists() and not self._own(path) and path.parent != plan.config_path.parent:
+                problems.append(f"{option}: {path} exists and was not written by the charm")
+        return problems
 
     def install(self) -> None:
-        """Install the registry and skopeo from the Ubuntu archive."""
-        self.machine.install_packages(PACKAGES)
+        """Install the registry and skopeo; the registry starts only once configured."""
+        self.machine.install_packages(PACKAGES, services=(SERVICE,))
 
     def version(self) -> str | None:
         """The registry's version, e.g. "2.8.2", or None when it is not installed."""
@@ -117,6 +158,8 @@ class Registry:
         """
         if plan.front is None:
             self._remove_front()
+        else:
+            self._prepare_front(plan.front)
         if plan.data_dir is not None:
             plan.data_dir.mkdir(parents=True, exist_ok=True)
             self._chown(plan.data_dir)
@@ -128,6 +171,13 @@ class Registry:
             plan.token_root_certs_path,
             FileSpec(plan.token_auth.root_certs_pem) if plan.token_auth else None,
         )
+        # systemd reads the environment file as root: it stays root's, mode 0600.
+        shared_changed |= self._write(
+            plan.environment_path,
+            FileSpec(plan.environment, 0o600) if plan.environment else None,
+        )
+        # Read by the main registry or, with cache-mirrors, by haproxy.
+        shared_changed |= self._write_client_cas(plan)
         changed |= shared_changed
         if self._write(plan.dropin_path, FileSpec(plan.dropin)):
             self.machine.daemon_reload()
@@ -135,6 +185,8 @@ class Registry:
         restarted = self._start_or_restart(SERVICE, changed)
         if plan.front is not None:
             restarted |= self._apply_front(plan.front, plan.dropin, restart_all=shared_changed)
+        else:
+            self._remove_sockets()
         return restarted
 
     def _start_or_restart(self, service: str, changed: bool, *, reload: bool = False) -> bool:
@@ -153,14 +205,21 @@ class Registry:
             return True
         return False
 
-    def _apply_front(self, layout: FrontPlan, dropin: str, *, restart_all: bool) -> bool:
-        """Run haproxy and one cache per mirror, restarting each only when its files changed."""
+    def _prepare_front(self, layout: FrontPlan) -> None:
+        """Install haproxy and make the socket folder before any registry moves onto a socket.
+
+        Otherwise the main registry, restarted onto its socket first, cannot
+        bind it (`no such file or directory`) while apt installs haproxy.
+        """
         if shutil.which("haproxy") is None:
-            self.machine.install_packages(front.PACKAGES)
+            self.machine.install_packages(front.PACKAGES, services=(front.HAPROXY_SERVICE,))
         layout.socket_dir.mkdir(parents=True, exist_ok=True)
         self._chown(layout.socket_dir, group="haproxy")
         layout.socket_dir.chmod(0o2750)
         self._write(layout.tmpfiles_path, FileSpec(layout.tmpfiles))
+
+    def _apply_front(self, layout: FrontPlan, dropin: str, *, restart_all: bool) -> bool:
+        """Run haproxy and one cache per mirror, restarting each only when its files changed."""
         units_changed = self._write(layout.unit_path, FileSpec(layout.unit))
         units_changed |= self._write(layout.dropin_path, FileSpec(dropin))
         if units_changed:
@@ -172,6 +231,7 @@ class Registry:
         for mirror in layout.mirrors:
             if mirror.data_dir is not None:
                 mirror.data_dir.mkdir(parents=True, exist_ok=True)
+                self._chown(mirror.data_dir.parent)
                 self._chown(mirror.data_dir)
             changed = self._write(
                 mirror.config_path, FileSpec(mirror.config_yaml, 0o600, secret=True)
@@ -215,7 +275,21 @@ class Registry:
             front.UNIT_PATH,
         ):
             self._write(self.machine.root / path.lstrip("/"), None)
+        for folder in (front.DROPIN_PATH.rpartition("/")[0], front.MIRROR_CONFIG_DIR):
+            _remove_if_empty(self.machine.root / folder.lstrip("/"))
         self.machine.daemon_reload()
+
+    def _remove_sockets(self) -> None:
+        """Without the front, nothing listens on the sockets: remove them and their folder.
+
+        Distribution 2.8 leaves its socket behind when it stops.
+        """
+        socket_dir = self.machine.root / front.SOCKET_DIR.lstrip("/")
+        if not socket_dir.is_dir():
+            return
+        for socket_path in socket_dir.glob("*.sock"):
+            socket_path.unlink()
+        _remove_if_empty(socket_dir)
 
     def _files(self, plan: RegistryPlan) -> dict[Path, FileSpec | None]:
         """Files only the main registry reads; None means absent."""
@@ -228,15 +302,21 @@ class Registry:
         }
 
     def _write(self, path: Path, spec: FileSpec | None) -> bool:
-        """Write (or remove) one file if it differs; return whether it changed."""
+        """Write (or remove) one file if it differs; return whether it changed.
+
+        Only a file the charm wrote is removed or has its mode set.
+        """
         if spec is None:
-            if path.exists():
+            if path.exists() and self._own(path):
                 path.unlink()
+                self._record(path, written=False)
                 return True
             return False
-        if path.exists() and path.read_text() == spec.content:
-            if (path.stat().st_mode & 0o777) != spec.mode:
+        if path.is_file() and path.read_bytes() == spec.content.encode():
+            if (path.stat().st_mode & 0o777) != spec.mode and self._own(path):
                 path.chmod(spec.mode)
+            if spec.secret:  # e.g. the same key, written by root before (a refresh)
+                self._chown(path)
             return False
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
@@ -247,7 +327,18 @@ class Registry:
         if spec.secret:
             self._chown(tmp)
         os.replace(tmp, path)
+        self._record(path, written=True)
         return True
+
+    def _write_client_cas(self, plan: RegistryPlan) -> bool:
+        """Mutual TLS: trust the operator's CA and the charm's own (the actions' certificate)."""
+        bundle = self.machine.root / CLIENT_CAS_PATH.lstrip("/")
+        identity = identity_for(bundle)
+        if plan.client_cas_path is None or plan.tls is None or not plan.tls.ca_pem:
+            identity.remove()
+            return self._write(bundle, None)
+        content = f"{plan.tls.ca_pem.rstrip()}\n{identity.ca_pem().rstrip()}\n"
+        return self._write(plan.client_cas_path, FileSpec(content))
 
     def _write_htpasswd(self, plan: RegistryPlan) -> bool:
         """Keep the htpasswd file while it admits the user at our cost; bcrypt salts differ."""
@@ -302,11 +393,27 @@ class Registry:
         """Whether the service manager has the registry running."""
         return self.machine.running(SERVICE)
 
+    def port_held_by_another(self, plan: RegistryPlan) -> bool:
+        """Whether something else listens on the registry's port (neither it nor haproxy runs).
+
+        The established charm's container, for one: it answers the probe
+        while our registry cannot bind the port.
+        """
+        if any(self.machine.running(s) for s in (SERVICE, front.HAPROXY_SERVICE)):
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", plan.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
     def answers(self, plan: RegistryPlan, timeout: float = 3.0) -> bool:
         """Whether the registry, and each mirror, answers its API base (200, or 401 with auth)."""
         paths = [f"{m.prefix}/" for m in plan.front.mirrors] if plan.front else []
+        loopback = self._loopback(plan)
         return all(
-            self._probe(f"{plan.scheme}://127.0.0.1:{plan.port}{path}", timeout)[0] in (200, 401)
+            self._probe(loopback, f"{plan.scheme}://127.0.0.1:{plan.port}{path}", timeout)[0]
+            in (200, 401)
             for path in ["/v2/", *paths]
         )
 
@@ -317,13 +424,17 @@ class Registry:
         `health.storagedriver.threshold` checks in a row (a dead S3 endpoint,
         an unreadable disk).
         """
-        status, body = self._probe(f"{plan.scheme}://127.0.0.1:{plan.port}/v2/", timeout)
+        url = f"{plan.scheme}://127.0.0.1:{plan.port}/v2/"
+        status, body = self._probe(self._loopback(plan), url, timeout)
         return status == 503 and "health check failed" in body
 
-    def _probe(self, url: str, timeout: float) -> tuple[int | None, str]:
+    @staticmethod
+    def _probe(
+        loopback: urllib.request.OpenerDirector, url: str, timeout: float
+    ) -> tuple[int | None, str]:
         """The HTTP status and body of a GET of our own registry on loopback; None: no answer."""
         try:
-            with self._loopback.open(url, timeout=timeout) as response:
+            with loopback.open(url, timeout=timeout) as response:
                 return response.status, ""
         except urllib.error.HTTPError as e:
             with e:
@@ -331,19 +442,24 @@ class Registry:
         except (OSError, ValueError):
             return None, ""
 
-    @functools.cached_property
-    def _loopback(self) -> urllib.request.OpenerDirector:
+    @staticmethod
+    def _loopback(plan: RegistryPlan) -> urllib.request.OpenerDirector:
         """An HTTP client for our own registry: never through a proxy, no certificate check.
 
         Juju puts the model's proxy settings (http_proxy, https_proxy) in the
         hook's environment, often without no_proxy; loopback must not follow
         them. A liveness probe of our own process needs no verification (the
         certificate names the unit's addresses, not 127.0.0.1), so a plain
-        context, without loading the system's CA store.
+        context, without loading the system's CA store; with client
+        certificates required, it presents the charm's own.
         """
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+        if plan.client_cas_path is not None:
+            identity = identity_for(plan.client_cas_path)
+            with contextlib.suppress(OSError):  # not made yet: the probe is refused
+                context.load_cert_chain(identity.cert_path, identity.key_path)
         return urllib.request.build_opener(
             urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
         )
@@ -357,3 +473,9 @@ class Registry:
             if time.monotonic() >= deadline or not self.running():
                 return False
             time.sleep(0.2)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove a folder the charm made once it holds nothing."""
+    with contextlib.suppress(OSError):  # absent, or something else is in it
+        folder.rmdir()

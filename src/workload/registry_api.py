@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from state.plan import RegistryPlan
 from state.settings import BasicAuth
 from state.tls import load_certificates
+from workload.client_identity import ClientIdentity, identity_for
 
 LOOPBACK = "127.0.0.1"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost")
@@ -53,6 +54,8 @@ class LocalAccess:
     tls: bool
     ca_pem: str | None = field(default=None, repr=False)
     credentials: BasicAuth | None = field(default=None, repr=False)
+    client: ClientIdentity | None = None
+    """The charm's client certificate, when the registry requires one (mutual TLS)."""
 
     @property
     def netloc(self) -> str:
@@ -82,6 +85,7 @@ def local_access(plan: RegistryPlan) -> LocalAccess:
         # Without a CA, a self-signed server certificate is its own anchor.
         ca_pem=plan.tls.ca_pem or plan.tls.cert_pem,
         credentials=plan.basic_auth,
+        client=identity_for(plan.client_cas_path) if plan.client_cas_path else None,
     )
 
 
@@ -127,6 +131,8 @@ class RegistryClient:
         if not self.access.tls:
             return http.client.HTTPConnection(LOOPBACK, self.access.port, timeout=self.timeout)
         context = ssl.create_default_context(cadata=self.access.ca_pem)
+        if self.access.client:
+            context.load_cert_chain(self.access.client.cert_path, self.access.client.key_path)
         return _LoopbackHTTPSConnection(self.access.host, self.access.port, context, self.timeout)
 
     def request(

@@ -3,8 +3,8 @@
 The containerd charm's side is played by reading our `docker-registry` unit
 databag as it does (JSON-decode each value) and writing what a node gets:
 hosts.toml, the CA and credentials. haproxy's side is a real haproxy whose
-config is built from our `services` stanza the way the haproxy charm builds
-it. The TLS providers are played by tests/tls_providers.py.
+config is built from our `website` databag the way the haproxy charms build
+it (tests/support/haproxy_charm.py). The TLS providers are played by tests/tls_providers.py.
 """
 
 from __future__ import annotations
@@ -13,18 +13,16 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 from ops import testing
 
-from charm_context import tls_config, unit_state, with_relation
-from support import oci, pki, skopeo
+from charm_context import PROXY_ADDRESS, tls_config, unit_state, with_relation
+from support import haproxy_charm, oci, pki, skopeo
 from support.containerd import HostEndpoint, write_hosts_toml
 from support.haproxy import HAProxy
 from tls_providers import answered as tls_answered
 from tls_providers import current_provider_answer, easyrsa_answer
 
 pytestmark = pytest.mark.e2e
-PROXY_ADDRESS = "127.0.0.2"
 
 
 @pytest.fixture(scope="module")
@@ -134,35 +132,6 @@ def test_current_tls_provider(ctx, port, containerd, image, tmp_path):
     pull_as_a_node(containerd, image, state, relation, "rel/current:v1", tmp_path)
 
 
-def haproxy_cfg(services_yaml: str, bind_host: str) -> str:
-    """haproxy.cfg from a `services` stanza, laid out as the haproxy charm lays it out.
-
-    One frontend per service bound to its port (on `bind_host` instead of
-    0.0.0.0, so that it can share the port number with the registry on
-    127.0.0.1), `mode` in both frontend and backend, the other options in the
-    backend, one `server` line per entry.
-    """
-    lines = [
-        "global",
-        "    log stderr format raw local0 info",
-        "defaults",
-        "    log global",
-        "    timeout connect 5s",
-        "    timeout client 60s",
-        "    timeout server 60s",
-    ]
-    for service in yaml.safe_load(services_yaml):
-        name, port = service["service_name"], service["service_port"]
-        options = service["service_options"]
-        modes = [o for o in options if o.startswith("mode ")]
-        lines += [f"frontend haproxy-{port}", f"    bind {bind_host}:{port}"]
-        lines += [f"    default_backend {name}", *(f"    {o}" for o in modes)]
-        lines += [f"backend {name}", *(f"    {o}" for o in options)]
-        for server_name, address, server_port, server_options in service["servers"]:
-            lines.append(f"    server {server_name} {address}:{server_port} {server_options}")
-    return "\n".join(lines) + "\n"
-
-
 @pytest.mark.parametrize("tls", [False, True], ids=["http", "tls-passthrough"])
 def test_containerd_pulls_through_haproxy(ctx, port, containerd, image, tmp_path, tls):
     config = {}
@@ -182,9 +151,12 @@ def test_containerd_pulls_through_haproxy(ctx, port, containerd, image, tmp_path
     state = ctx.run(ctx.on.relation_joined(website, remote_unit=0), state)
     view = client_view(state, relation)
     assert view["registry_netloc"] == f"{PROXY_ADDRESS}:{port}"
-    services_yaml = state.get_relation(website.id).local_unit_data["services"]
-    with HAProxy(
-        haproxy_cfg(services_yaml, PROXY_ADDRESS), wait_ports=[port], host=PROXY_ADDRESS
-    ) as proxy:
+    databag = state.get_relation(website.id).local_unit_data
+    services = haproxy_charm.services({"docker-registry/0": databag})
+    assert services is not None
+    cfg = haproxy_charm.haproxy_cfg(
+        services, bind_host=PROXY_ADDRESS, stats_socket=str(tmp_path / "stats.sock")
+    )
+    with HAProxy(cfg, wait_ports=[port], host=PROXY_ADDRESS) as proxy:
         pull_as_a_node(containerd, image, state, relation, "rel/proxied:v1", tmp_path)
         assert f"to {PROXY_ADDRESS}:{port} (haproxy-{port}/" in proxy.log_tail()

@@ -1,23 +1,30 @@
-"""A real, throwaway containerd daemon driven with `ctr`, and hosts.toml writers.
+"""A real, throwaway containerd daemon driven with `ctr` or CRI, and hosts.toml writers.
 
-The daemon gets its own root, state dir and unix socket under a temp dir, no TCP listeners,
-and no CRI plugin, so it needs neither network nor a configured host. It is used to check
-that what the charm serves is pullable by the runtime Kubernetes nodes actually use.
+The daemon gets its own root, state dir and unix socket under a temp dir and no TCP
+listeners, so it needs neither network nor a configured host. By default the CRI plugin is
+off and pulls go through `ctr --hosts-dir`. Given a CRI registry configuration (the
+`[plugins."io.containerd.grpc.v1.cri".registry]` tables a node's config.toml holds), the
+CRI plugin serves on the same socket and pulls as kubelet's do (see `support.cri`), trusting
+only the CAs the test names (`SSL_CERT_FILE`), and resolving names the test maps to loopback
+addresses through its own /etc/hosts in a private mount namespace (`etc_hosts`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
 import subprocess
 import tempfile
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._proc import CommandError, ManagedProcess, owned_tempdir, run
+from .cri import CRIClient, CRIError
 from .wait import WaitTimeoutError, wait_for
 
 CONTAINERD_BIN = "containerd"
@@ -25,9 +32,9 @@ CTR_BIN = "ctr"
 DEFAULT_NAMESPACE = "test"
 _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; containerd also adds ".ttrpc"
 
+CRI_PLUGIN = "io.containerd.grpc.v1.cri"
 # Plugins that need privileges, special filesystems, or network, or write outside our root.
 _DISABLED_PLUGINS = (
-    "io.containerd.grpc.v1.cri",
     "io.containerd.snapshotter.v1.aufs",
     "io.containerd.snapshotter.v1.btrfs",
     "io.containerd.snapshotter.v1.devmapper",
@@ -79,11 +86,17 @@ class Containerd:
         snapshotter: str = "auto",
         namespace: str = DEFAULT_NAMESPACE,
         startup_timeout: float = 30.0,
+        cri_registry: str | None = None,
+        trusted_pem: bytes = b"",
+        etc_hosts: Mapping[str, str] | None = None,
     ):
         self.namespace = namespace
         self._requested_snapshotter = snapshotter
         self.snapshotter = snapshotter
         self._startup_timeout = startup_timeout
+        self.cri_registry = cri_registry
+        self.trusted_pem = trusted_pem
+        self.etc_hosts = dict(etc_hosts or {})
         self.workdir = owned_tempdir(self, "ctrd-")
         if len(str(self.workdir / "c.sock")) > _SOCKET_PATH_MAX:
             self.workdir = owned_tempdir(self, "ctrd-", base="/tmp")
@@ -92,16 +105,19 @@ class Containerd:
         self.address = str(self.workdir / "c.sock")
         self.config_path = self.workdir / "config.toml"
         self.log_path = self.workdir / "containerd.log"
+        self.trust_dir = self.workdir / "trust"
         self._proc: ManagedProcess | None = None
         self._env: dict[str, str] | None = None
 
     def _config(self) -> str:
-        disabled = ", ".join(_toml_str(p) for p in _DISABLED_PLUGINS)
-        return (
+        disabled = _DISABLED_PLUGINS
+        if self.cri_registry is None:
+            disabled = (CRI_PLUGIN, *disabled)
+        config = (
             "version = 2\n"
             f"root = {_toml_str(str(self.root))}\n"
             f"state = {_toml_str(str(self.state))}\n"
-            f"disabled_plugins = [{disabled}]\n"
+            f"disabled_plugins = [{', '.join(_toml_str(p) for p in disabled)}]\n"
             "\n[grpc]\n"
             f"  address = {_toml_str(self.address)}\n"
             '  tcp_address = ""\n'
@@ -111,6 +127,44 @@ class Containerd:
             "\n[metrics]\n"
             '  address = ""\n'
         )
+        if self.cri_registry is None:
+            return config
+        cri = f'plugins."{CRI_PLUGIN}"'
+        return (
+            f"{config}\n[{cri}]\n"
+            "  disable_tcp_service = true\n"
+            '  stream_server_address = "127.0.0.1"\n'
+            '  stream_server_port = "0"\n'
+            f"[{cri}.containerd]\n"
+            f"  snapshotter = {_toml_str(self.snapshotter)}\n"
+            f"[{cri}.cni]\n"  # CNI is never used, but it would create /etc/cni/net.d
+            f"  bin_dir = {_toml_str(str(self.workdir / 'cni'))}\n"
+            f"  conf_dir = {_toml_str(str(self.workdir / 'cni'))}\n"
+            f"{self.cri_registry}\n"
+        )
+
+    def _argv(self) -> list[str]:
+        """containerd, in a private mount namespace with our /etc/hosts when names are mapped.
+
+        Only this process sees the names: the test and every other process resolve as before.
+        """
+        argv = [CONTAINERD_BIN, "--config", str(self.config_path)]
+        if not self.etc_hosts:
+            return argv
+        hosts = self.workdir / "hosts"
+        lines = [f"{address} {name}" for name, address in self.etc_hosts.items()]
+        hosts.write_text("\n".join(["127.0.0.1 localhost", *lines]) + "\n")
+        # No name server either: a name the test did not map fails instead of leaking a query.
+        resolv = self.workdir / "resolv.conf"
+        resolv.write_text("nameserver 127.0.0.1\n")
+        bind = 'mount --bind "$0" /etc/hosts && mount --bind "$1" /etc/resolv.conf && shift'
+        return [
+            *("unshare", "--mount", "--propagation", "private", "sh", "-c"),
+            f'{bind} && exec "$@"',
+            str(hosts),
+            str(resolv),
+            *argv,
+        ]
 
     def start(self) -> Containerd:
         """Start and wait until ready; on any failure, clean up before re-raising."""
@@ -136,11 +190,15 @@ class Containerd:
         env.pop("CONTAINERD_NAMESPACE", None)
         env.pop("CONTAINERD_SNAPSHOTTER", None)
         self._env = env
+        daemon_env = dict(env)
+        if self.cri_registry is not None:
+            # The node's trust store: what update-ca-certificates would have installed.
+            (self.trust_dir / "certs").mkdir(parents=True, exist_ok=True)
+            (self.trust_dir / "ca-certificates.crt").write_bytes(self.trusted_pem)
+            daemon_env["SSL_CERT_FILE"] = str(self.trust_dir / "ca-certificates.crt")
+            daemon_env["SSL_CERT_DIR"] = str(self.trust_dir / "certs")
         self._proc = ManagedProcess(
-            [CONTAINERD_BIN, "--config", str(self.config_path)],
-            name="containerd",
-            log_path=self.log_path,
-            env=env,
+            self._argv(), name="containerd", log_path=self.log_path, env=daemon_env
         )
         self._proc.start()
         try:
@@ -148,7 +206,7 @@ class Containerd:
                 self._ready,
                 timeout=self._startup_timeout,
                 what=f"containerd to answer on {self.address}",
-                ignore=(CommandError, OSError),
+                ignore=(CommandError, OSError, CRIError),
             )
         except WaitTimeoutError as exc:
             tail = self._proc.log_tail()
@@ -158,8 +216,19 @@ class Containerd:
     def _ready(self) -> bool:
         assert self._proc is not None
         self._proc.check_alive()
+        if not os.path.exists(self.address):
+            return False  # ctr would wait for the socket and miss an early exit
         self.ctr("version", timeout=5)
+        if self.cri_registry is not None:
+            self.cri.status("probe.invalid/ready:1")  # refused until the CRI plugin is up
         return True
+
+    @functools.cached_property
+    def cri(self) -> CRIClient:
+        """A CRI image-service client on this daemon's socket (CRI configurations only)."""
+        client = CRIClient(self.address)
+        weakref.finalize(self, client.close)
+        return client
 
     def ctr(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         """Run `ctr` against this daemon and namespace; raise `CommandError` on failure."""
@@ -216,11 +285,28 @@ class Containerd:
         """Remove an image (content is garbage-collected), so the next pull hits the wire."""
         self.ctr("images", "rm", "--sync", ref, timeout=60)
 
-    def stop(self) -> None:
-        """Kill the daemon, unmount anything left under its root, and delete the temp dir."""
+    def restart(
+        self, *, cri_registry: str | None = None, trusted_pem: bytes | None = None
+    ) -> Containerd:
+        """Start again with another CRI registry configuration (and trust store).
+
+        The root is kept, so content already pulled stays (remove images to pull again).
+        containerd reads its registry configuration and Go its trust store only at start.
+        """
+        self._stop_daemon()
+        self.cri_registry = cri_registry
+        if trusted_pem is not None:
+            self.trusted_pem = trusted_pem
+        return self.start()
+
+    def _stop_daemon(self) -> None:
         if self._proc is not None:
             self._proc.stop()
             self._proc = None
+
+    def stop(self) -> None:
+        """Kill the daemon, unmount anything left under its root, and delete the temp dir."""
+        self._stop_daemon()
         for mountpoint in _mounts_under(self.workdir):
             run(["umount", "-l", mountpoint], timeout=10, check=False)
         shutil.rmtree(self.workdir, ignore_errors=True)

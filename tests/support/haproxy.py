@@ -6,7 +6,9 @@ of a `RegistryProcess`. The config is validated with `haproxy -c` before startin
 
 from __future__ import annotations
 
+import csv
 import os
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -129,3 +131,25 @@ frontend fe
 backend be
     {server}
 """
+
+
+def servers_by_backend(stats_socket: str | os.PathLike[str]) -> dict[str, list[dict[str, str]]]:
+    """Each backend's servers as the running haproxy holds them (`show stat` on its socket).
+
+    Each server is its stat row: `svname`, `status` (UP, DOWN, ...), `bck` ("1": backup).
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(str(stats_socket))
+        sock.sendall(b"show stat\n")
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    text = b"".join(chunks).decode().lstrip("# ")
+    backends: dict[str, list[dict[str, str]]] = {}
+    for row in csv.DictReader(text.splitlines()):
+        if row["svname"] == "BACKEND":
+            backends.setdefault(row["pxname"], [])
+        elif row["svname"] != "FRONTEND":
+            backends.setdefault(row["pxname"], []).append(row)
+    return backends

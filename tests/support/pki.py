@@ -171,7 +171,7 @@ def issue(
     cn: str,
     sans: Sequence[str] = (),
     *,
-    days: int = 30,
+    days: int = 90,
     not_before: datetime.datetime | None = None,
     not_after: datetime.datetime | None = None,
 ) -> IssuedCert:
@@ -208,7 +208,7 @@ def make_csr(cn: str, sans: Sequence[str] = ()) -> IssuedCert:
 def csr_sign(
     ca: CertificateAuthority,
     csr_pem: bytes,
-    days: int = 30,
+    days: int = 90,
     *,
     not_before: datetime.datetime | None = None,
     not_after: datetime.datetime | None = None,

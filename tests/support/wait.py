@@ -61,3 +61,15 @@ def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
             return True
     except OSError:
         return False
+
+
+def free_privileged_port(host: str = "127.0.0.1") -> int | None:
+    """A port below 1024 free on `host` right now (binding needs root), or None."""
+    for candidate in range(1023, 900, -1):
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, candidate))
+            except OSError:
+                continue
+            return candidate
+    return None

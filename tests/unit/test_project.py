@@ -60,7 +60,9 @@ ESTABLISHED_OPTIONS: dict[str, tuple[str, object]] = {
     "storage-s3-keyid": ("string", None),
     "storage-s3-secure": ("boolean", True),
     "storage-s3-skip-verify": ("boolean", False),
-    "storage-s3-skip-v4-auth": ("boolean", True),
+    # Declared true by the established charm but never applied: it always signed
+    # v4. The default is false so that a refreshed deployment keeps signing v4.
+    "storage-s3-skip-v4-auth": ("boolean", False),
     "storage-s3-chunksize": ("int", 10485760),
     "storage-s3-multipartcopychunksize": ("int", 33554432),
     "storage-s3-multipartcopymaxconcurrency": ("int", 100),

@@ -14,6 +14,7 @@ from ops import testing
 
 from charm_context import tls_config, unit_state, with_config
 from state import tls as state_tls
+from state.plan import RegistryPlan
 from support import pki
 from support.wait import free_port
 
@@ -36,7 +37,7 @@ def test_the_probe_never_goes_through_a_proxy(ctx, port, monkeypatch):
 
 
 def test_the_probe_over_tls_never_goes_through_a_proxy(ctx, port, monkeypatch):
-    config = tls_config(pki.make_ca(), "registry.test")
+    config = tls_config(pki.make_ca(), "127.0.0.1")
     state = ctx.run(ctx.on.config_changed(), unit_state(port, config=config))
     monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{free_port()}")
     monkeypatch.delenv("no_proxy", raising=False)
@@ -88,7 +89,7 @@ def test_remembered_tls_material_past_its_validity_is_checked_again(ctx, port):
     state = ctx.run(ctx.on.config_changed(), unit_state(port, config=config))
     [stored] = [s for s in state.stored_states if s.owner_path == "LocalCharm"]
     (fingerprint,) = stored.content["checked_tls"]
-    expired = {**stored.content, "checked_tls": {fingerprint: [0.0, 1.0]}}
+    expired = {**stored.content, "checked_tls": {fingerprint: [0.0, 1.0, 1.0, []]}}
     state = dataclasses.replace(
         state, stored_states={dataclasses.replace(stored, content=expired)}
     )
@@ -144,17 +145,17 @@ class Unhealthy(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_a_storage_driver_failing_its_health_check_shows_in_the_status(ctx, machine, port):
+def test_a_storage_driver_failing_its_health_check_is_told_apart(ctx, machine, port):
     state = ctx.run(ctx.on.install(), unit_state(port))
     machine.stop(SERVICE)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Unhealthy)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        # The registry's restart fails (the port is taken): what answers is "unhealthy".
-        state = ctx.run(ctx.on.update_status(), state)
+        with ctx(ctx.on.update_status(), state) as manager:
+            plan = manager.charm.desired
+            assert isinstance(plan, RegistryPlan)
+            assert not manager.charm.registry.answers(plan)
+            assert manager.charm.registry.storage_failing(plan)
     finally:
         server.shutdown()
         server.server_close()
-    assert state.unit_status == testing.BlockedStatus(
-        "Registry storage fails its health check; see journalctl -u docker-registry"
-    )

@@ -9,8 +9,14 @@ import pytest
 import yaml
 from ops import testing
 
-from charm_context import charm_context, tls_config, unit_state, with_config, with_relation
-from relations.peer import SECRET_ID_KEY, SECRET_LABEL
+from charm_context import (
+    charm_context,
+    tls_config,
+    unit_state,
+    with_config,
+    with_relation,
+)
+from relations.peer import SECRET_ID_KEY, SECRET_LABEL, WEBSITE_ADDRESS_KEY
 from support import pki
 from tls_providers import answered as tls_answered
 from tls_providers import current_provider_answer, easyrsa_answer
@@ -81,12 +87,12 @@ def test_docker_registry_credentials_stay_strings_and_follow_config(ctx, port):
 
 def test_docker_registry_url_follows_http_host(ctx, port):
     relation = registry_relation()
-    config = {"http-host": "https://registry.example.com:443/"}
+    config = {"http-host": "http://registry.example.com:80/"}
     state = unit_state(port, config=config, relations=[testing.PeerRelation("peer"), relation])
     state = ctx.run(ctx.on.config_changed(), state)
     data = decoded(state.get_relation(relation.id).local_unit_data)
-    assert data["registry_netloc"] == "registry.example.com:443"
-    assert data["registry_url"] == "https://registry.example.com:443"
+    assert data["registry_netloc"] == "registry.example.com:80"
+    assert data["registry_url"] == "http://registry.example.com:80"
 
 
 def test_docker_registry_tls_from_config_publishes_the_ca(ctx, port):
@@ -122,10 +128,26 @@ def test_docker_registry_goes_through_the_proxy(ctx, port):
     data = decoded(state.get_relation(relation.id).local_unit_data)
     assert data["registry_netloc"] == f"10.9.9.9:{port}"
     assert data["registry_url"] == f"http://10.9.9.9:{port}"
-    assert state.unit_status == testing.ActiveStatus(f"Ready at 10.9.9.9:{port} (http, proxied).")
+    assert state.unit_status == testing.ActiveStatus(
+        f"Ready at 10.9.9.9:{port} (http, proxied; containerd nodes need TLS)."
+    )
     state = ctx.run(ctx.on.relation_broken(state.get_relation(proxy.id)), state)
     data = decoded(state.get_relation(relation.id).local_unit_data)
     assert data["registry_netloc"] == f"127.0.0.1:{port}"
+
+
+def test_plain_http_to_containerd_says_nodes_need_tls(ctx, port):
+    """The containerd charm gives nodes a scheme-less endpoint, which means https."""
+    relation = registry_relation()
+    state = unit_state(port, relations=[testing.PeerRelation("peer"), relation])
+    state = ctx.run(ctx.on.relation_joined(relation, remote_unit=0), state)
+    assert state.unit_status == testing.ActiveStatus(
+        f"Ready at 127.0.0.1:{port} (http; containerd nodes need TLS)."
+    )
+    broken = ctx.run(ctx.on.relation_broken(state.get_relation(relation.id)), state)
+    assert broken.unit_status == testing.ActiveStatus(f"Ready at 127.0.0.1:{port} (http).")
+    state = ctx.run(ctx.on.config_changed(), with_config(state, **tls_config(CA, "127.0.0.1")))
+    assert state.unit_status == testing.ActiveStatus(f"Ready at 127.0.0.1:{port} (https).")
 
 
 # --- website ---------------------------------------------------------------
@@ -198,7 +220,7 @@ def test_website_all_active_with_object_storage(ctx, port):
 
 
 def test_website_tls_is_passed_through(ctx, port):
-    config = tls_config(CA, "127.0.0.1")
+    config = tls_config(CA, "10.9.9.9", "127.0.0.1")
     proxy = haproxy_relation()
     state = unit_state(port, config=config, relations=[testing.PeerRelation("peer"), proxy])
     state = ctx.run(ctx.on.relation_changed(proxy, remote_unit=0), state)
@@ -208,20 +230,93 @@ def test_website_tls_is_passed_through(ctx, port):
     assert state.unit_status == testing.ActiveStatus(f"Ready at 10.9.9.9:{port} (https, proxied).")
 
 
-def test_website_only_the_leader_publishes_services(ctx, port):
+@pytest.mark.parametrize("key", ["hostname", "port", "services"])
+def test_website_followers_publish_nothing_and_clear_what_they_published(ctx, port, key):
+    """haproxy adds a unit publishing a port as a server of its own: only the leader publishes.
+
+    A unit refreshed from a revision where every unit published keeps its
+    old keys until it clears them.
+    """
     proxy = testing.Relation(
         "website",
         remote_app_name="haproxy",
-        local_unit_data={"services": "stale"},
+        local_unit_data={
+            "hostname": "127.0.0.1",
+            "private-address": "127.0.0.1",
+            "port": str(port),
+            "services": "stale",
+        },
         remote_units_data={0: {"ingress-address": "10.9.9.9"}},
     )
     secret = testing.Secret({"http-secret": "s"}, owner="app", label=SECRET_LABEL)
     peer = testing.PeerRelation("peer", local_app_data={SECRET_ID_KEY: secret.id})
     state = unit_state(port, leader=False, relations=[peer, proxy], secrets=[secret])
     state = ctx.run(ctx.on.relation_changed(proxy, remote_unit=0), state)
+    assert key not in state.get_relation(proxy.id).local_unit_data
+
+
+def test_website_follower_that_becomes_leader_publishes(ctx, port):
+    proxy = haproxy_relation()
+    secret = testing.Secret({"http-secret": "s"}, owner="app", label=SECRET_LABEL)
+    peer = testing.PeerRelation("peer", local_app_data={SECRET_ID_KEY: secret.id})
+    state = unit_state(port, leader=False, relations=[peer, proxy], secrets=[secret])
+    state = ctx.run(ctx.on.relation_joined(proxy, remote_unit=0), state)
+    assert "port" not in state.get_relation(proxy.id).local_unit_data
+    state = ctx.run(ctx.on.leader_elected(), dataclasses.replace(state, leader=True))
     databag = state.get_relation(proxy.id).local_unit_data
-    assert "services" not in databag
     assert databag["port"] == str(port)
+    assert services(state, proxy)[0]["service_port"] == port
+
+
+def test_website_stanza_lists_each_units_website_address(ctx, port):
+    """A unit's server address is its `website` binding's, shared over the peer relation."""
+    proxy = haproxy_relation()
+    peer = testing.PeerRelation(
+        "peer",
+        peers_data={
+            1: {"ingress-address": "10.0.0.2", WEBSITE_ADDRESS_KEY: "192.168.0.2"},
+            # A unit that has not shared it yet (an older revision): its peer address.
+            2: {"ingress-address": "10.0.0.3"},
+        },
+    )
+    website = testing.Network(
+        "website",
+        bind_addresses=[testing.BindAddress([testing.Address("192.168.0.1")])],
+        ingress_addresses=["192.168.0.1"],
+    )
+    state = unit_state(port, relations=[peer, proxy])
+    others = {network for network in state.networks if network.binding_name != "website"}
+    state = dataclasses.replace(state, networks={*others, website})
+    state = ctx.run(ctx.on.relation_changed(peer, remote_unit=1), state)
+    assert state.get_relation(peer.id).local_unit_data[WEBSITE_ADDRESS_KEY] == "192.168.0.1"
+    assert [server[1] for server in services(state, proxy)[0]["servers"]] == [
+        "192.168.0.1",
+        "192.168.0.2",
+        "10.0.0.3",
+    ]
+    assert state.get_relation(proxy.id).local_unit_data["hostname"] == "192.168.0.1"
+
+
+def test_every_haproxy_unit_is_named_and_clients_get_the_lowest(ctx, port):
+    tls = testing.Relation("cert-provider", remote_app_name="self-signed-certificates")
+    proxy = testing.Relation(
+        "website",
+        remote_app_name="haproxy",
+        remote_units_data={
+            10: {"ingress-address": "10.9.9.10"},
+            2: {"ingress-address": "10.9.9.2"},
+            9: {"ingress-address": "10.9.9.9"},
+        },
+    )
+    registry = registry_relation()
+    state = unit_state(port, relations=[testing.PeerRelation("peer"), tls, proxy, registry])
+    state = ctx.run(ctx.on.relation_changed(proxy, remote_unit=10), state)
+    sans = json.loads(state.get_relation(tls.id).local_unit_data["sans"])
+    assert {"10.9.9.2", "10.9.9.9", "10.9.9.10"} <= set(sans)
+    # haproxy/2, not haproxy/10 (which sorts first as text).
+    assert decoded(state.get_relation(registry.id).local_unit_data)["registry_netloc"] == (
+        f"10.9.9.2:{port}"
+    )
 
 
 # --- cert-provider ---------------------------------------------------------
@@ -254,7 +349,9 @@ def test_legacy_request_and_certificate(ctx, machine, port):
     data = decoded(state.get_relation(registry.id).local_unit_data)
     assert data["tls_ca"] is None
     assert data["registry_url"] == f"http://127.0.0.1:{port}"
-    assert state.unit_status == testing.ActiveStatus(f"Ready at 127.0.0.1:{port} (http).")
+    assert state.unit_status == testing.ActiveStatus(
+        f"Ready at 127.0.0.1:{port} (http; containerd nodes need TLS)."
+    )
 
 
 @pytest.mark.parametrize(
@@ -323,8 +420,9 @@ def test_garbage_from_a_current_provider_does_not_raise(ctx, port):
     )
     state = unit_state(port, relations=[testing.PeerRelation("peer"), tls])
     state = ctx.run(ctx.on.relation_changed(tls, remote_unit=0), state)
-    assert state.unit_status == testing.WaitingStatus(
-        "Waiting for a certificate from cert-provider"
+    assert state.unit_status == testing.BlockedStatus(
+        "cert-provider sent data that does not parse:"
+        " its certificates are not the interface's JSON"
     )
 
 

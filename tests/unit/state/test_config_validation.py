@@ -27,8 +27,8 @@ INVALID = [
     ({"debug-port": "same"}, "registry-port, debug-port: must differ"),
     ({"log-level": "verbose"}, "log-level: must be one of error, warn, info, debug"),
     ({"storage-cache": "redis"}, "storage-cache: must be one of inmemory, none"),
-    ({"http-host": "registry.example.com"}, "http-host: must be an absolute URL"),
-    ({"http-host": "https://h:99999"}, "http-host: must be an absolute URL"),
+    ({"http-host": "registry.example.com"}, "http-host: must be an absolute http(s) URL"),
+    ({"http-host": "https://h:99999"}, "http-host: must be an absolute http(s) URL"),
     (
         {"registry-http-proxy": "proxy:3128"},
         "registry-http-proxy: must be an absolute http(s) URL",
@@ -36,7 +36,7 @@ INVALID = [
     ({"registry-https-proxy": "ftp://p"}, "registry-https-proxy: must be an absolute http(s) URL"),
     (
         {"auth-basic-user": "a:b", "auth-basic-password": "pw"},
-        "auth-basic-user: must be non-empty and hold no ':'",
+        "auth-basic-user: must be non-empty, hold no ':', whitespace",
     ),
     (
         {"auth-token-realm": "https://auth/token", "auth-token-service": "registry"},

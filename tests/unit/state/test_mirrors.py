@@ -6,18 +6,18 @@ import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from ops import testing
 
-from charm_context import PROJECT, unit_state, with_config
+from charm_context import unit_state, with_config
 from state.config import CharmConfig
-from state.plan import RegistryPlan, plan_registry, template_environment
-from support import pki
+from state.plan import RegistryPlan
+from support import pki, plans
 from support.registry import RegistryProcess
 
-TEMPLATES = template_environment(PROJECT)
 MIRRORS = "docker.io: https://registry-1.docker.io\nregistry.k8s.io: https://registry.k8s.io\n"
 CREDENTIALS = "ghcr.io: {url: https://ghcr.io, username: bot, password: hunter2}"
 
@@ -32,7 +32,7 @@ INVALID = [
     ("docker.io: [https://r]", "cache-mirrors: docker.io: give a URL or a mapping"),
     ("docker.io: {url: https://r, user: u}", "docker.io: unknown keys user (expected url,"),
     ("docker.io: {url: https://r, username: 7}", "docker.io: url, username and password must"),
-    ("docker.io: https://u:hunter2@r", "docker.io: put credentials in username and password"),
+    ("docker.io: https://u:hunter2@r", "docker.io: url must not hold credentials"),
     ("docker.io: {url: https://r, username: u}", "docker.io: set username and password both"),
 ]
 
@@ -57,17 +57,8 @@ def test_every_bad_mirror_is_named():
     assert "quay.io" not in str(error.value)
 
 
-def plan(**options: object) -> RegistryPlan:
-    return plan_registry(
-        CharmConfig(**options),  # type: ignore[arg-type]
-        templates=TEMPLATES,
-        root=Path("/"),
-        listen_host="",
-        realm="docker-registry",
-        http_secret="s3cr3t",
-        unit_address="10.0.0.1",
-        primary_address="10.0.0.1",
-    )
+def plan(**options: Any) -> RegistryPlan:
+    return plans.plan(root=Path("/"), **options)
 
 
 def b64(data: bytes) -> str:
@@ -75,7 +66,7 @@ def b64(data: bytes) -> str:
 
 
 CA = pki.make_ca()
-CERT, KEY = pki.issue(CA, "registry", ["10.0.0.1"])
+CERT, KEY = pki.issue(CA, "registry", ["10.0.0.1", "127.0.0.1"])
 TLS = {"tls_cert_blob": b64(CERT), "tls_key_blob": b64(KEY), "tls_ca_blob": b64(CA.cert_pem)}
 
 
@@ -117,15 +108,15 @@ def test_each_mirror_gets_a_cache_and_a_route_and_the_front_takes_the_port():
         == {"htpasswd": {"realm": "docker-registry", "path": "/etc/docker/registry/htpasswd"}}
     )
     haproxy = front.haproxy_config
-    assert f"bind :5000 ssl crt {front.pem_path}" in haproxy
-    assert f"acl {ghcr.backend} path_beg /v2/ghcr.io/" in haproxy
-    assert r"replace-path ^/v2/ghcr\.io/?(.*)$ /v2/\1" in haproxy
+    assert f"bind :5000 ssl crt '{front.pem_path}'" in haproxy
+    assert f"acl {ghcr.backend} path_beg '/v2/ghcr.io/'" in haproxy
+    assert r"replace-path '^/v2/ghcr\.io/?(.*)$' '/v2/\1'" in haproxy
     assert "user haproxy" in haproxy
     assert "tune.bufsize 65536" in haproxy
     # Requests wait while a registry restarts (its socket is gone for a moment).
-    assert f"lua-load {front.lua_path}" in haproxy
-    assert f"http-request lua.await_socket {ghcr.socket}\n" in haproxy
-    assert f"http-request lua.await_socket {front.registry_socket}\n" in haproxy
+    assert f"lua-load '{front.lua_path}'" in haproxy
+    assert f"http-request lua.await_socket '{ghcr.socket}'\n" in haproxy
+    assert f"http-request lua.await_socket '{front.registry_socket}'\n" in haproxy
     assert 'core.register_action("await_socket"' in front.lua
     assert "hunter2" not in haproxy
     assert front.pem is not None
@@ -221,6 +212,9 @@ def test_client_config_plain_http(ctx, port):
     assert sorted(files) == [f"{netloc}/hosts.toml", "docker.io/hosts.toml"]
     assert '"pull", "resolve", "push"' in files[f"{netloc}/hosts.toml"]
     assert json.loads(results["custom-registries"]) == [
+        {"host": "docker.io", "url": f"http://{netloc}"},
+    ]
+    assert json.loads(results["custom-registries-unrelated"]) == [
         {"host": netloc, "url": f"http://{netloc}"},
         {"host": "docker.io", "url": f"http://{netloc}"},
     ]
@@ -246,20 +240,21 @@ def test_client_config_with_tls_auth_and_mirrors(ctx, port):
     assert f'[host."https://127.0.0.1:{port}/v2/registry.k8s.io"]' in toml
     assert 'ca = "/var/snap/microk8s/current/args/certs.d/registry.k8s.io/ca.crt"' in toml
     assert "override_path = true" in toml
-    registries = json.loads(results["custom-registries"])
-    assert registries[1] == {
-        "host": "docker.io",
-        "url": f"https://127.0.0.1:{port}/v2/docker.io",
-        "username": "alice",
-        "ca_file": b64(CA.cert_pem),
-    }
+    netloc = f"127.0.0.1:{port}"
+    mirror_entries = [
+        {"host": "docker.io", "url": f"https://{netloc}/v2/docker.io"},
+        {"host": "registry.k8s.io", "url": f"https://{netloc}/v2/registry.k8s.io"},
+    ]
+    assert json.loads(results["custom-registries"]) == mirror_entries
+    own = {"host": netloc, "url": netloc, "username": "alice", "ca_file": b64(CA.cert_pem)}
+    assert json.loads(results["custom-registries-unrelated"]) == [own, *mirror_entries]
 
 
 @pytest.mark.parametrize(
     ("params", "message"),
     [
         ({"hosts-dir": "certs.d"}, "hosts-dir must be an absolute path, not 'certs.d'"),
-        ({"mirror-of": "https://docker.io"}, "mirror-of must be a registry host such as"),
+        ({"mirror-of": "https://docker.io"}, "mirror-of: 'https://docker.io' is not a registry"),
     ],
 )
 def test_client_config_bad_params_fail(ctx, port, params, message):

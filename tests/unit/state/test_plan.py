@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from charm_context import PROJECT, b64
-from state.config import CharmConfig
-from state.plan import RegistryPlan, plan_registry, template_environment
+from charm import DockerRegistryCharm
+from charm_context import CONFIG, b64
+from state.config import CharmConfig, InvalidConfigError
 from support import pki
+from support.plans import UNIT_ROOT, plan
 
-TEMPLATES = template_environment(PROJECT)
-ROOT = Path("/unit-root")
-
-
-def plan(**options: object) -> RegistryPlan:
-    return plan_registry(
-        CharmConfig(**options),  # type: ignore[arg-type]
-        templates=TEMPLATES,
-        root=ROOT,
-        listen_host="",
-        realm="docker-registry",
-        http_secret="s3cr3t",
-        unit_address="10.0.0.1",
-        primary_address="10.0.0.1",
-    )
+ROOT = UNIT_ROOT
 
 
-def rendered(**options: object) -> dict:
+def rendered(**options: Any) -> dict:
     return yaml.safe_load(plan(**options).config_yaml)
 
 
@@ -98,7 +85,7 @@ def test_token_auth():
 
 def test_http_options_and_metrics():
     p = plan(
-        http_host="https://registry.example.com:5000",
+        http_host="http://registry.example.com:5000",
         registry_port=6000,
         debug_port=6001,
         prometheus_metrics=True,
@@ -111,7 +98,7 @@ def test_http_options_and_metrics():
     )
     config = yaml.safe_load(p.config_yaml)
     assert config["http"]["addr"] == ":6000"
-    assert config["http"]["host"] == "https://registry.example.com:5000"
+    assert config["http"]["host"] == "http://registry.example.com:5000"
     assert config["http"]["debug"] == {
         "addr": ":6001",
         "prometheus": {"enabled": True, "path": "/metrics"},
@@ -123,7 +110,7 @@ def test_http_options_and_metrics():
     assert config["storage"]["redirect"] == {"disable": False}
     assert "cache" not in config["storage"]
     assert p.ports == (6000, 6001)
-    assert (p.netloc, p.url) == ("registry.example.com:5000", "https://registry.example.com:5000")
+    assert (p.netloc, p.url) == ("registry.example.com:5000", "http://registry.example.com:5000")
 
 
 def test_pull_through_cache():
@@ -195,6 +182,16 @@ def test_s3_storage_applies_every_option():
     assert plan(storage_s3_region="r", storage_s3_bucket="b").data_dir is None
 
 
+@pytest.mark.parametrize(
+    ("options", "v4auth"), [({}, True), ({"storage_s3_skip_v4_auth": True}, False)]
+)
+def test_s3_signs_v4_unless_told_otherwise(options, v4auth):
+    """The established charm always signed v4; a unit refreshed with it unset still does."""
+    config = rendered(storage_s3_region="r", storage_s3_bucket="b", **options)
+    assert config["storage"]["s3"]["v4auth"] is v4auth
+    assert CONFIG["options"]["storage-s3-skip-v4-auth"]["default"] is False
+
+
 def test_swift_storage_wins_over_s3():
     config = rendered(
         storage_swift_authurl="https://keystone.example.com/v3",
@@ -238,30 +235,106 @@ def test_tls_from_config_blobs():
     assert p.tls.ca_pem == ca.cert_pem.decode()
 
 
+DROPIN_DIRECTIVES = [
+    "[Service]",
+    "Restart=on-failure",
+    "RestartSec=5s",
+    "KillSignal=SIGTERM",
+    "TimeoutStopSec=90s",
+    'Environment="GOGC=400"',
+    "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+]
+
+
+def directives(unit: str) -> list[str]:
+    return [line for line in unit.splitlines() if line and not line.startswith("#")]
+
+
 @pytest.mark.parametrize(
     ("options", "environment"),
     [
-        ({}, []),
+        ({}, None),
         (
             {"registry_http_proxy": "http://proxy:3128"},
-            ['Environment="HTTP_PROXY=http://proxy:3128"', 'Environment="NO_PROXY=localhost,'],
+            ['HTTP_PROXY="http://proxy:3128"', 'NO_PROXY="localhost,127.0.0.1,::1"'],
         ),
         (
             {"registry_https_proxy": "http://user:p%40ss@proxy:3128"},
-            ['Environment="HTTPS_PROXY=http://user:p%%40ss@proxy:3128"'],
+            ['HTTPS_PROXY="http://user:p%40ss@proxy:3128"', 'NO_PROXY="localhost,127.0.0.1,::1"'],
         ),
     ],
 )
-def test_dropin_restarts_on_failure_and_carries_proxies(options, environment):
-    dropin = plan(**options).dropin
-    assert "[Service]\nRestart=on-failure\n" in dropin
-    for line in environment:
-        assert line in dropin
-    if not environment:
-        assert "PROXY" not in dropin
+def test_dropin_restarts_on_failure_and_proxies_go_to_a_file(options, environment):
+    p = plan(**options)
+    if environment is None:
+        assert directives(p.dropin) == DROPIN_DIRECTIVES
+        assert p.environment is None
+    else:
+        assert directives(p.dropin) == [
+            *DROPIN_DIRECTIVES,
+            "EnvironmentFile=/etc/docker/registry/environment",
+        ]
+        assert p.environment is not None
+        assert directives(p.environment) == environment
+        assert p.environment_path == ROOT / "etc/docker/registry/environment"
 
 
 def test_values_are_quoted_safely():
-    config = rendered(registry_name='x: "y"\nz', http_host="http://h:1/#{{x}}")
+    config = rendered(registry_name='x: "y"\nz', http_host="http://h:1/#x")
     assert config["log"]["fields"]["service"] == 'x: "y"\nz'
-    assert config["http"]["host"] == "http://h:1/#{{x}}"
+    assert config["http"]["host"] == "http://h:1/#x"
+
+
+def test_characters_beyond_the_basic_plane_are_escaped_as_the_registry_reads_them():
+    # go-yaml refuses the surrogate pairs JSON writes for an emoji, and raw
+    # 4-byte UTF-8; it reads \\U escapes.
+    p = plan(registry_name="reg\U0001f680istry\x85\u2028", auth_basic_password="pw")
+    line = next(line for line in p.config_yaml.splitlines() if "service:" in line)
+    assert line.strip() == 'service: "reg\\U0001f680istry\\u0085\\u2028"'
+    assert line.isascii()
+    assert yaml.safe_load(p.config_yaml)["log"]["fields"]["service"] == (
+        "reg\U0001f680istry\x85\u2028"
+    )
+
+
+def tls_options(with_ca: bool = True) -> dict:
+    ca = pki.make_ca()
+    cert, key = pki.issue(ca, "registry", ["10.0.0.1"])
+    options = {"tls_cert_blob": b64(cert), "tls_key_blob": b64(key)}
+    return {**options, "tls_ca_blob": b64(ca.cert_pem)} if with_ca else options
+
+
+def test_client_certificates_are_required_with_the_ca():
+    p = plan(client_auth=True, **tls_options())
+    tls = yaml.safe_load(p.config_yaml)["http"]["tls"]
+    assert tls["clientcas"] == ["/unit-root/etc/docker/registry/client-cas.pem"]
+    assert p.client_auth
+
+
+@pytest.mark.parametrize(("client_auth", "with_ca"), [(False, True), (True, False)])
+def test_no_client_certificates_without_client_auth_or_a_ca(client_auth, with_ca):
+    p = plan(client_auth=client_auth, **tls_options(with_ca))
+    assert "clientcas" not in yaml.safe_load(p.config_yaml)["http"]["tls"]
+    assert not p.client_auth
+
+
+def test_haproxy_verifies_clients_in_front_of_mirrors():
+    mirrors = "docker.io: https://registry-1.docker.io"
+    p = plan(client_auth=True, cache_mirrors=mirrors, **tls_options())
+    assert p.front is not None
+    verify = "ca-file '/unit-root/etc/docker/registry/client-cas.pem' verify required"
+    assert verify in p.front.haproxy_config
+
+
+def test_tls_client_auth_takes_on_off_or_empty():
+    with pytest.raises(InvalidConfigError, match="tls-client-auth"):
+        CharmConfig(tls_client_auth="yes")
+
+
+def test_clients_get_the_first_proxy_and_actions_take_any():
+    """Actions take `<any haproxy unit>:<port>/repo` as this registry's own references."""
+    p = plan(proxy_addresses=("10.9.9.2", "10.9.9.10"))
+    assert p.netloc == "10.9.9.2:5000"
+    assert p.proxied
+    netlocs = DockerRegistryCharm._own_netlocs(p)
+    assert {"10.9.9.2:5000", "10.9.9.10:5000", "10.0.0.1:5000"} <= set(netlocs)

@@ -1,0 +1,103 @@
+"""Runs inside the machine tier's container: the shipped charm, driven by Scenario.
+
+Started with the packed charm's own interpreter and import path (as its
+`dispatch` sets them), so the code under test is the `.charm`'s. Reads one
+JSON request a line on stdin and answers one JSON line on stdout:
+
+    {"event": "config_changed", "config": {...}}   -> {"status": ..., "message": ...}
+    {"action": "push", "params": {...}}            -> {... "results": ..., "failure": ...}
+
+The unit's Juju state (stored state, the peer relation, the leader's http
+secret) is kept in a file between requests, so it survives a reboot of the
+container as a unit's does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pickle
+import sys
+import traceback
+from pathlib import Path
+
+from ops import testing
+
+from charm import DockerRegistryCharm
+
+STATE_FILE = Path("/var/lib/machine-driver/state.pickle")
+ENDPOINTS = ("docker-registry", "website", "cert-provider", "peer")
+
+
+def initial_state() -> testing.State:
+    """A leader unit whose only address is loopback (the container has no other network)."""
+    address = testing.BindAddress([testing.Address("127.0.0.1")])
+    networks = {
+        testing.Network(
+            endpoint,
+            bind_addresses=[address],
+            ingress_addresses=["127.0.0.1"],
+            egress_subnets=["127.0.0.0/8"],
+        )
+        for endpoint in ENDPOINTS
+    }
+    return testing.State(leader=True, networks=networks, relations=[testing.PeerRelation("peer")])
+
+
+def load_state() -> testing.State:
+    if STATE_FILE.exists():
+        return pickle.loads(STATE_FILE.read_bytes())
+    return initial_state()
+
+
+def save_state(state: testing.State) -> None:
+    STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
+    STATE_FILE.write_bytes(pickle.dumps(state))
+
+
+def handle(
+    ctx: testing.Context, state: testing.State, request: dict
+) -> tuple[testing.State, dict]:
+    """Run one event or action; the new state and what to tell the test."""
+    if "config" in request:
+        state = dataclasses.replace(state, config={**state.config, **request["config"]})
+    if "storage" in request:
+        storage = testing.Storage("data")
+        state = dataclasses.replace(state, storages=[storage])
+        event = getattr(ctx.on, request["storage"])(storage)
+        state = ctx.run(event, state)
+        return state, {}
+    answer: dict = {}
+    if "action" in request:
+        try:
+            state = ctx.run(ctx.on.action(request["action"], params=request["params"]), state)
+        except testing.ActionFailed as e:
+            answer["failure"] = e.message
+            if isinstance(e.state, testing.State):
+                state = e.state
+        answer["results"] = ctx.action_results
+        answer["logs"] = ctx.action_logs
+    else:
+        state = ctx.run(getattr(ctx.on, request["event"])(), state)
+    return state, answer
+
+
+def main() -> None:
+    charm_root = Path(sys.modules[DockerRegistryCharm.__module__].__file__ or "").parent.parent
+    ctx = testing.Context(
+        DockerRegistryCharm, charm_root=charm_root, app_name="docker-registry", unit_id=0
+    )
+    for line in sys.stdin:
+        state = load_state()
+        try:
+            state, answer = handle(ctx, state, json.loads(line))
+        except Exception:
+            answer = {"error": traceback.format_exc()}
+        else:
+            save_state(state)
+            answer.update(status=state.unit_status.name, message=state.unit_status.message)
+        print(json.dumps(answer), flush=True)
+
+
+if __name__ == "__main__":
+    main()

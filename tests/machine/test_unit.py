@@ -1,0 +1,206 @@
+"""One unit through its life: install, TLS and auth, pushes, mirrors, reboot, actions, stop.
+
+The tests run in file order on one unit (a machine tier test costs a boot
+and an apt install); each says what it starts from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from charm_context import tls_config
+from machine_unit import (
+    CA_DIR,
+    MIRRORS,
+    PASSWORD,
+    REGISTRY,
+    SERVICE_USER,
+    UPSTREAM_APP,
+    USER,
+    Unit,
+    skopeo_digest,
+    start_upstream,
+)
+from support import pki
+from support.nspawn import MachineError
+from support.wait import wait_for
+
+
+@pytest.fixture(scope="module")
+def ca() -> pki.CertificateAuthority:
+    return pki.make_ca("machine-tier-ca")
+
+
+@pytest.fixture(scope="module")
+def unit(new_unit, ca: pki.CertificateAuthority) -> Unit:
+    """A unit installed with basic auth, TLS and metrics (Juju sets config before install)."""
+    unit = new_unit()
+    ca_dir = unit.machine.path(CA_DIR)
+    ca_dir.mkdir(parents=True)
+    (ca_dir / "ca.crt").write_bytes(ca.cert_pem)
+    config = {
+        "auth-basic-user": USER,
+        "auth-basic-password": PASSWORD,
+        "prometheus-metrics": True,
+        "storage-delete": True,
+        **tls_config(ca, "127.0.0.1", "localhost"),
+    }
+    unit.event("install", **config)
+    return unit
+
+
+def test_install_serves_only_the_charms_configuration(unit: Unit):
+    assert unit.answers["install"] == {
+        "status": "active",
+        "message": f"Ready at {REGISTRY} (https).",
+    }
+    machine = unit.machine
+    assert machine.active("docker-registry")
+    assert machine.enabled("docker-registry")
+    # The package's postinst did not start the stock registry (plain HTTP, no
+    # auth): systemd started the registry once, with the charm's config.
+    assert unit.starts("docker-registry") == 1
+    assert machine.http(f"https://{REGISTRY}/v2/", cafile=f"{CA_DIR}/ca.crt")[0] == 401
+    status, _ = machine.http(
+        f"https://{REGISTRY}/v2/", cafile=f"{CA_DIR}/ca.crt", auth=(USER, PASSWORD)
+    )
+    assert status == 200
+    assert machine.http(f"http://{REGISTRY}/v2/")[0] != 200
+
+
+def test_files_have_their_modes_and_owners(unit: Unit):
+    machine = unit.machine
+    for path in (
+        "/etc/docker/registry/config.yml",
+        "/etc/docker/registry/htpasswd",
+        "/etc/docker/registry/registry.key",
+    ):
+        assert machine.stat(path) == (SERVICE_USER, SERVICE_USER, 0o600), path
+    assert machine.stat("/etc/docker/registry/registry.crt")[2] == 0o644
+    assert machine.stat("/srv/registry")[:2] == (SERVICE_USER, SERVICE_USER)
+    assert machine.stat(f"/proc/{unit.main_pid()}")[:2] == (SERVICE_USER, SERVICE_USER)
+
+
+def test_no_restart_on_no_op_events(unit: Unit):
+    pid = unit.main_pid()
+    for event in ("config_changed", "update_status", "upgrade_charm", "start"):
+        assert unit.event(event)["status"] == "active", event
+    assert unit.main_pid() == pid
+
+
+def test_push_and_pull_with_skopeo(unit: Unit, images):
+    for name, (layout, _) in images.items():
+        unit.push_layout(layout, name)
+    answer = unit.action("push", image=" ".join(f"oci:/root/images/{name}:v1" for name in images))
+    assert "failure" not in answer, answer
+    for name, (_, digest) in images.items():
+        assert skopeo_digest(unit.machine, f"{REGISTRY}/{name}:v1") == digest
+    listed = unit.action("images")["results"]
+    assert all(f"{name}:v1" in str(listed) for name in images)
+
+
+def test_metrics(unit: Unit):
+    status, body = unit.machine.http("http://127.0.0.1:5001/metrics")
+    assert status == 200
+    assert "registry_http_requests_total" in body
+
+
+def test_cache_mirrors_on_a_running_unit(unit: Unit, images):
+    start_upstream(unit)
+    unit.machine.run(
+        ["skopeo", "copy", "--dest-tls-verify=false", "oci:/root/images/app0:v1", UPSTREAM_APP]
+    )
+    answer = unit.event("config_changed", cache_mirrors=MIRRORS)
+    # Before the fix the main registry moved onto its socket before apt had
+    # installed haproxy and the socket folder existed: Blocked until the next hook.
+    assert answer["status"] == "active", answer
+    machine = unit.machine
+    for service in ("docker-registry", "haproxy", "docker-registry-mirror@upstream.test"):
+        assert machine.active(service), service
+    sockets = machine.run(["find", "/run/docker-registry", "-type", "s"]).stdout.split()
+    assert len(sockets) == 2
+    for socket_path in sockets:
+        assert machine.stat(socket_path)[:2] == (SERVICE_USER, "haproxy")
+    assert machine.stat("/run/docker-registry") == (SERVICE_USER, "haproxy", 0o2750)
+    assert machine.stat("/srv/registry/mirrors")[:2] == (SERVICE_USER, SERVICE_USER)
+    assert machine.stat("/srv/registry/mirrors/upstream.test")[:2] == (SERVICE_USER, SERVICE_USER)
+    digest = images["app0"][1]
+    assert skopeo_digest(machine, f"{REGISTRY}/upstream.test/team/app:v1") == digest
+    assert skopeo_digest(machine, f"{REGISTRY}/app1:v1") == images["app1"][1]
+
+
+def test_reboot_with_mirrors_on(unit: Unit, images):
+    unit.reboot()
+    machine = unit.machine
+    # No hook ran: systemd and tmpfiles.d bring everything back. The cache
+    # may start before its upstream answers; systemd restarts it until then.
+    assert machine.stat("/run/docker-registry") == (SERVICE_USER, "haproxy", 0o2750)
+    mirror = f"{REGISTRY}/upstream.test/team/app:v1"
+    digest = wait_for(
+        lambda: skopeo_digest(machine, mirror),
+        timeout=60,
+        interval=1,
+        what="a pull through the mirror after the reboot",
+        ignore=(MachineError,),
+    )
+    assert digest == images["app0"][1]
+    for service in ("docker-registry", "haproxy", "docker-registry-mirror@upstream.test"):
+        assert machine.active(service), service
+    # The image stays cached: it pulls with the upstream gone.
+    machine.run(["systemctl", "stop", "upstream"])
+    assert skopeo_digest(machine, mirror) == images["app0"][1]
+    assert unit.event("update_status")["status"] == "active"
+
+
+def test_emptying_cache_mirrors_leaves_nothing_behind(unit: Unit, images):
+    answer = unit.event("config_changed", cache_mirrors="")
+    assert answer == {"status": "active", "message": f"Ready at {REGISTRY} (https)."}
+    machine = unit.machine
+    for service in ("haproxy", "docker-registry-mirror@upstream.test"):
+        assert not machine.active(service), service
+        assert not machine.enabled(service), service
+    for path in (
+        "/run/docker-registry",
+        "/etc/systemd/system/docker-registry-mirror@.service",
+        "/etc/systemd/system/docker-registry-mirror@.service.d",
+        "/etc/docker/registry/mirrors",
+        "/etc/tmpfiles.d/docker-registry.conf",
+    ):
+        assert not machine.exists(path), path
+    # The cache's images stay on disk; the main registry serves on its port again.
+    assert machine.exists("/srv/registry/mirrors/upstream.test/docker")
+    assert skopeo_digest(machine, f"{REGISTRY}/app1:v1") == images["app1"][1]
+
+
+def test_garbage_collect_as_the_service_user(unit: Unit, images):
+    assert "failure" not in unit.action("rmi", image="app2:v1")
+    answer = unit.action("garbage-collect")
+    assert "failure" not in answer, answer
+    assert int(answer["results"]["bytes-freed"]) > 64 * 1024
+    machine = unit.machine
+    foreign = machine.run(["find", "/srv/registry", "-not", "-user", SERVICE_USER]).stdout
+    assert foreign == ""
+    assert unit.event("update_status")["status"] == "active"
+    assert skopeo_digest(machine, f"{REGISTRY}/app1:v1") == images["app1"][1]
+
+
+def test_stop_and_start_actions(unit: Unit):
+    assert "failure" not in unit.action("stop")
+    assert not unit.machine.active("docker-registry")
+    assert unit.event("update_status")["status"] == "blocked"
+    assert not unit.machine.active("docker-registry")
+    assert "failure" not in unit.action("start")
+    assert unit.machine.active("docker-registry")
+    assert unit.event("update_status")["status"] == "active"
+
+
+def test_stop_and_remove_keep_the_data(unit: Unit):
+    for event in ("stop", "remove"):
+        answer = unit.event(event)
+        assert answer["status"] == "maintenance", answer
+        assert "not answering" not in answer["message"]
+        assert not unit.machine.active("docker-registry")
+    repositories = Path("/srv/registry/docker/registry/v2/repositories")
+    assert unit.machine.exists(str(repositories / "app1"))

@@ -1,0 +1,36 @@
+"""Registry plans rendered straight from options, for tests of what `state/` decides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from state.config import CharmConfig
+from state.plan import RegistryPlan, plan_registry, template_environment
+
+TEMPLATES = template_environment(Path(__file__).resolve().parents[2])
+UNIT_ROOT = Path("/unit-root")
+
+
+def plan(
+    config: CharmConfig | None = None,
+    *,
+    root: Path = UNIT_ROOT,
+    address: str = "10.0.0.1",
+    listen_host: str = "",
+    proxy_addresses: tuple[str, ...] = (),
+    client_auth: bool = False,
+    **options: object,
+) -> RegistryPlan:
+    """The plan of a unit at `address` for `config` (or the options given by field name)."""
+    return plan_registry(
+        config or CharmConfig(**options),  # type: ignore[arg-type]
+        templates=TEMPLATES,
+        root=root,
+        listen_host=listen_host,
+        realm="docker-registry",
+        http_secret="s3cr3t",
+        unit_address=address,
+        primary_address=address,
+        proxy_addresses=proxy_addresses,
+        client_auth=client_auth,
+    )

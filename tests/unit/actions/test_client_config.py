@@ -1,0 +1,137 @@
+"""client-config: namespaced mirrors of several hosts, logins, the containerd charm's lists."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from ops import testing
+
+from charm_context import unit_state
+from support import pki
+
+CA = pki.make_ca()
+CERT, KEY = pki.issue(CA, "registry", ["127.0.0.1", "registry.test"])
+PASSWORD = "s3cret'\"pw"
+
+
+def b64(data: bytes | str) -> str:
+    return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
+
+
+TLS = {"tls-cert-blob": b64(CERT), "tls-key-blob": b64(KEY), "tls-ca-blob": b64(CA.cert_pem)}
+AUTH = {"auth-basic-user": "alice", "auth-basic-password": PASSWORD}
+
+
+def client_config(ctx, state: testing.State, **params: object) -> dict[str, str]:
+    ctx.run(ctx.on.action("client-config", params=params), state)
+    assert ctx.action_results is not None
+    return ctx.action_results
+
+
+def test_namespaced_mirror_of_several_hosts(ctx, port):
+    netloc = f"127.0.0.1:{port}"
+    results = client_config(
+        ctx,
+        unit_state(port, config={**TLS, **AUTH}),
+        **{
+            "mirror-of": "gcr.io, somehost.io\notherhost.io gcr.io",
+            "namespace": "test-namespace/",
+        },
+    )
+    files = json.loads(results["files"])
+    assert sorted(files) == sorted(
+        f"{host}/{name}"
+        for host in (netloc, "gcr.io", "somehost.io", "otherhost.io")
+        for name in ("hosts.toml", "ca.crt")
+    )
+    assert files["somehost.io/ca.crt"] == CA.cert_pem.decode()
+    assert results["hosts-toml"] == files["gcr.io/hosts.toml"], "the first mirror-of host"
+    assert files["gcr.io/hosts.toml"].splitlines()[3:] == [
+        'server = "https://gcr.io"',
+        "",
+        f'[host."https://{netloc}/v2/test-namespace"]',
+        '  capabilities = ["pull", "resolve"]',
+        '  ca = "/etc/containerd/certs.d/gcr.io/ca.crt"',
+        "  override_path = true",
+    ]
+    mirrors = [
+        {"host": host, "url": f"https://{netloc}/v2/test-namespace"}
+        for host in ("gcr.io", "somehost.io", "otherhost.io")
+    ]
+    assert json.loads(results["custom-registries"]) == mirrors
+    own = {"host": netloc, "url": netloc, "username": "alice", "ca_file": b64(CA.cert_pem)}
+    assert json.loads(results["custom-registries-unrelated"]) == [own, *mirrors]
+    assert PASSWORD not in json.dumps(results)
+
+
+def test_namespace_takes_a_mirrored_upstream_only_when_asked(ctx, port):
+    netloc = f"127.0.0.1:{port}"
+    mirrors = "docker.io: https://registry-1.docker.io\nghcr.io: https://ghcr.io\n"
+    state = unit_state(port, config={"cache-mirrors": mirrors})
+    results = client_config(ctx, state, **{"mirror-of": "ghcr.io", "namespace": "air"})
+    assert json.loads(results["custom-registries"]) == [
+        {"host": "docker.io", "url": f"http://{netloc}/v2/docker.io"},
+        {"host": "ghcr.io", "url": f"http://{netloc}/v2/air"},
+    ]
+    assert 'server = "https://ghcr.io"' in results["hosts-toml"]
+
+
+def test_plain_http_with_basic_auth_keeps_the_password_out(ctx, port):
+    netloc = f"127.0.0.1:{port}"
+    results = client_config(ctx, unit_state(port, config=AUTH), **{"mirror-of": "docker.io"})
+    assert PASSWORD not in json.dumps(results)
+    assert json.loads(results["docker-daemon-json"]) == {"insecure-registries": [netloc]}
+    assert json.loads(results["docker-config-json"]) == {"auths": {netloc: {"username": "alice"}}}
+    assert json.loads(results["custom-registries-unrelated"]) == [
+        {"host": netloc, "url": f"http://{netloc}"},
+        # The login must sit under configs."<netloc>", so its url is the bare netloc;
+        # an empty host makes the containerd charm write no mirror for it.
+        {"host": "", "url": netloc, "username": "alice"},
+        {"host": "docker.io", "url": f"http://{netloc}"},
+    ]
+    assert results["containerd-auth-toml"].splitlines()[3:] == [
+        f'[plugins."io.containerd.grpc.v1.cri".registry.configs."{netloc}".auth]',
+        '  username = "alice"',
+        '  # password = "<auth-basic-password>"  (client-config include-password=true prints it)',
+    ]
+
+
+def test_include_password_puts_it_where_a_login_goes(ctx, port):
+    netloc = f"127.0.0.1:{port}"
+    state = unit_state(port, config={**AUTH, **TLS})
+    results = client_config(ctx, state, **{"include-password": True})
+    auth = json.loads(results["docker-config-json"])["auths"][netloc]["auth"]
+    assert base64.b64decode(auth).decode() == f"alice:{PASSWORD}"
+    assert json.loads(results["custom-registries-unrelated"])[0]["password"] == PASSWORD
+    assert json.loads(results["custom-registries"]) == [], "the relation carries the login"
+    assert 'password = "s3cret\\u0027\\"pw"' in results["containerd-auth-toml"]
+    assert "docker-daemon-json" not in results
+
+
+def test_no_login_results_without_basic_auth(ctx, port):
+    results = client_config(ctx, unit_state(port, config=TLS))
+    assert "docker-config-json" not in results
+    assert "containerd-auth-toml" not in results
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            {"mirror-of": "gcr.io,Bad_Host"},
+            "mirror-of: 'Bad_Host' is not a registry host such as docker.io or gcr.io",
+        ),
+        (
+            {"mirror-of": "gcr.io", "namespace": "Team A"},
+            "namespace: 'Team A' is not a repository path"
+            " (lowercase letters, digits, . _ - and /)",
+        ),
+        ({"namespace": "air"}, "namespace: name the hosts it mirrors in mirror-of, e.g. gcr.io"),
+    ],
+)
+def test_bad_params_fail_naming_the_param(ctx, port, params, message):
+    with pytest.raises(testing.ActionFailed) as failed:
+        client_config(ctx, unit_state(port), **params)
+    assert failed.value.message == message
