@@ -87,8 +87,19 @@ case "$tool" in
     case "$1" in peer) echo '["peer:1"]' ;; *) echo '[]' ;; esac ;;
   relation-list) echo '[]' ;;
   relation-get)
-    case "$*" in *--app*) cat "$BENCH_STATE/peer-app.json" ;; *) echo '{}' ;; esac ;;
-  relation-set|secret-set) cat > /dev/null ;;
+    case "$*" in
+      *--app*) cat "$BENCH_STATE/peer-app.json" ;;
+      *) cat "$BENCH_STATE/unit.json" 2>/dev/null || echo '{}' ;;
+    esac ;;
+  relation-set)
+    # What the unit writes, it reads back (the first hook writes; no-op hooks compare).
+    case "$*" in
+      *--app*) cat > /dev/null ;;
+      *) "$BENCH_PYTHON" -c 'import json, sys, yaml; from pathlib import Path
+p = Path(sys.argv[1]); old = json.loads(p.read_text()) if p.exists() else {}
+p.write_text(json.dumps({**old, **yaml.safe_load(sys.stdin)}))' "$BENCH_STATE/unit.json" ;;
+    esac ;;
+  secret-set) cat > /dev/null ;;
   secret-get) cat "$BENCH_STATE/secret.json" ;;
   secret-info-get) cat "$BENCH_STATE/secret-info.json" ;;
   network-get) cat "$BENCH_STATE/network.json" ;;
@@ -201,6 +212,7 @@ def scratch(work: Path, source: Path) -> dict[str, str]:
         "JUJU_MODEL_UUID": MODEL_UUID,
         "JUJU_VERSION": "3.6.4",
         "BENCH_STATE": str(state),
+        "BENCH_PYTHON": sys.executable,
         "BENCH_UNIT_ROOT": str(root),
     }
 
