@@ -1,6 +1,7 @@
 """Benchmark: the push action against sequential skopeo copies and a single-stream copy.
 
 Run: .venv/bin/python bench/push.py [--rounds N] [--parallel P ...]
+     .venv/bin/python bench/push.py --per-image [--counts 5 20 50] [--rounds N]
 
 Generates 20 images sharing a base layer (about 280 MB of unique,
 incompressible data), loads them into a local source registry, then, in the
@@ -19,6 +20,12 @@ does not always favour the same one. It prints, per method, the best and the
 median of the rounds, the ratios the issue sets goals for (from the best
 times), and what the test harness alone costs: Scenario running the push
 action on an image that fails at once (included in the action's times).
+
+`--per-image` measures what each image costs when images are small (one
+shared 1 MB base, 64 KB of their own): 5, 20 and 50 of them pushed by the
+action and by sequential skopeo, rounds rotated, printing the wall time and
+the CPU time (the charm's process, skopeo and the unit's registry; not the
+source registry, the same for both) per image.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -42,6 +50,7 @@ from ops import testing  # noqa: E402
 from charm_context import charm_context, unit_state  # noqa: E402
 from local_machine import LocalMachine  # noqa: E402
 from support import oci, skopeo  # noqa: E402
+from support.cpu import cpu_seconds  # noqa: E402
 from support.registry import RegistryProcess  # noqa: E402
 from support.wait import free_port  # noqa: E402
 
@@ -86,21 +95,103 @@ def fresh_unit(work: Path) -> tuple[LocalMachine, object, object, str]:
 
 
 def timed(work: Path, run: Callable[[object, object, str], None]) -> float:
+    return timed_with_cpu(work, run)[0]
+
+
+def timed_with_cpu(
+    work: Path, run: Callable[[object, object, str], None]
+) -> tuple[float, float, float]:
+    """Wall time, CPU time of this process and its waited children (skopeo), of the registry."""
     machine, ctx, state, netloc = fresh_unit(work)
     try:
+        groups = machine.process_groups()
+        cpu_before, times_before = cpu_seconds(groups), os.times()
         start = time.perf_counter()
         run(ctx, state, netloc)
-        return time.perf_counter() - start
+        took = time.perf_counter() - start
+        times = os.times()
+        own = sum(times[:4]) - sum(times_before[:4])
+        return took, own, cpu_seconds(groups) - cpu_before
     finally:
         machine.close()
         shutil.rmtree(machine.root, ignore_errors=True)
+
+
+def copy_each(sources: list[str]) -> Callable[[object, object, str], None]:
+    """`skopeo copy` of each image, one after another (the established charm's way)."""
+
+    def run(ctx, state, netloc: str) -> None:
+        for i, ref in enumerate(sources):
+            skopeo.copy(
+                f"docker://{ref}",
+                f"docker://{netloc}/img{i}:v1",
+                src_tls_verify=False,
+                dest_tls_verify=False,
+            )
+
+    return run
+
+
+def push_all(sources: list[str], parallel: int) -> Callable[[object, object, str], None]:
+    """The push action with the whole batch."""
+
+    def run(ctx, state, netloc: str) -> None:
+        params = {"image": "\n".join(sources), "source-tls-verify": False, "parallel": parallel}
+        ctx.run(ctx.on.action("push", params=params), state)
+        assert ctx.action_results["outcome"] == "success", ctx.action_results
+
+    return run
+
+
+def per_image(counts: list[int], rounds: int) -> None:
+    """Small images: what each costs, in time and CPU, for several batch sizes."""
+    with tempfile.TemporaryDirectory(prefix="bench-push-") as tmp, RegistryProcess() as source:
+        work = Path(tmp)
+        layout = work / "layout"
+        base = oci.make_layer(oci.random_layer(1 << 20, "small-base"), compresslevel=0)
+        for i in range(max(counts)):
+            unique = oci.make_layer(oci.random_layer(64 << 10, f"small-{i}"), compresslevel=0)
+            oci.build_image(layout, f"small{i}", layers=[base, unique])
+            skopeo.copy(
+                oci.layout_ref(layout, f"small{i}"),
+                f"docker://{source.ref(f'bench/small{i}', 'v1')}",
+                dest_tls_verify=False,
+            )
+        methods: dict[str, Callable[[object, object, str], None]] = {}
+        for count in counts:
+            sources = [source.ref(f"bench/small{i}", "v1") for i in range(count)]
+            methods[f"{count} images, push action"] = push_all(sources, 4)
+            methods[f"{count} images, sequential skopeo"] = copy_each(sources)
+        timed(work, push_all([source.ref("bench/small0", "v1")], 4))  # warm-up, untimed
+        names = list(methods)
+        measured: dict[str, list[tuple[float, float, float]]] = {name: [] for name in names}
+        for round_ in range(rounds):
+            for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+                measured[name].append(timed_with_cpu(work, methods[name]))
+    print(f"{'batch':34s} {'wall':>8s} {'CPU: charm+skopeo':>18s} {'registry':>9s}  per image")
+    medians = {}
+    for name, values in measured.items():
+        count = int(name.split()[0])
+        wall, own, registry = (statistics.median(v[i] for v in values) / count for i in range(3))
+        medians[name] = wall
+        print(f"{name:34s} {wall * 1000:6.1f}ms {own * 1000:16.1f}ms {registry * 1000:7.1f}ms")
+    for count in counts:
+        ratio = (
+            medians[f"{count} images, sequential skopeo"] / medians[f"{count} images, push action"]
+        )
+        print(f"{count} images: push action {ratio:.2f}x faster than sequential skopeo")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Time the push action against skopeo copies.")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--parallel", type=int, nargs="*", default=[4])
+    parser.add_argument("--per-image", action="store_true", help="small images, per-image cost")
+    parser.add_argument("--counts", type=int, nargs="*", default=[5, 20, 50])
     args = parser.parse_args()
+    if args.per_image:
+        per_image(args.counts, args.rounds)
+        return
     with tempfile.TemporaryDirectory(prefix="bench-push-") as tmp:
         work = Path(tmp)
         start = time.perf_counter()
@@ -112,31 +203,10 @@ def main() -> None:
             load_source(work / "layout", source)
             sources = [source.ref(f"bench/img{i}", "v1") for i in range(IMAGES)]
 
-            def push_action(parallel: int) -> Callable[[object, object, str], None]:
-                def run(ctx, state, netloc: str) -> None:
-                    params = {
-                        "image": "\n".join(sources),
-                        "source-tls-verify": False,
-                        "parallel": parallel,
-                    }
-                    ctx.run(ctx.on.action("push", params=params), state)
-                    assert ctx.action_results["outcome"] == "success", ctx.action_results
-
-                return run
-
             def push_nothing(ctx, state, netloc: str) -> None:
                 params = {"image": "Invalid//Reference"}
                 with contextlib.suppress(testing.ActionFailed):
                     ctx.run(ctx.on.action("push", params=params), state)
-
-            def sequential(ctx, state, netloc: str) -> None:
-                for i, ref in enumerate(sources):
-                    skopeo.copy(
-                        f"docker://{ref}",
-                        f"docker://{netloc}/img{i}:v1",
-                        src_tls_verify=False,
-                        dest_tls_verify=False,
-                    )
 
             def single(ctx, state, netloc: str) -> None:
                 skopeo.copy(
@@ -147,9 +217,9 @@ def main() -> None:
                 )
 
             methods: dict[str, Callable[[object, object, str], None]] = {
-                f"push action (parallel={p})": push_action(p) for p in args.parallel
+                f"push action (parallel={p})": push_all(sources, p) for p in args.parallel
             }
-            methods["sequential skopeo copy"] = sequential
+            methods["sequential skopeo copy"] = copy_each(sources)
             methods["single-stream skopeo copy"] = single
             timed(work, single)  # warm-up, untimed
             harness = timed(work, push_nothing)

@@ -12,26 +12,29 @@ from __future__ import annotations
 import functools
 import logging
 import socket
+from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import ops
 
-from actions import client_config, images, push
-from actions.garbage_collect import GarbageCollectError, GarbageCollectParams, collect_garbage
 from relations import cert_provider, docker_registry, peer, website
 from state.config import CharmConfig, InvalidConfigError, secret_uris
 from state.front import SERVICE_TEMPLATE
 from state.plan import PlanError, RegistryPlan, plan_registry, template_environment
 from state.settings import is_absolute_url
-from state.tls import ServerTLS
+from state.tls import Checked, ServerTLS
 from workload import established
 from workload.machine import Machine, UbuntuMachine
 from workload.registry import SERVICE, Registry
-from workload.registry_api import LocalAccess, RegistryAPIError, RegistryClient, local_access
+
+if TYPE_CHECKING:
+    from workload.registry_api import LocalAccess
 
 logger = logging.getLogger(__name__)
 
 STOPPED_BY_OPERATOR = "Registry stopped by the stop action; run the start action to serve"
+FREE_SPACE = "free space with the rmi and garbage-collect actions"
 STOPPED_FOR_JUJU = "Registry stopped: the unit is going away; images stay on disk"
 STOPPED_FOR_STORAGE = "Registry stopped: its storage is detaching; images stay on it"
 DATA_STORAGE = "data"
@@ -44,16 +47,20 @@ class DockerRegistryCharm(ops.CharmBase):
 
     def __init__(self, framework: ops.Framework):
         super().__init__(framework)
-        self._stored.set_default(stopped_by_operator=False, established_client_auth=False)
+        self._stored.set_default(
+            stopped_by_operator=False, established_client_auth=False, checked_tls={}
+        )
         self._stopped_for: str | None = None
         """Why a hook stopped the registry (the unit or its storage is going away)."""
         self._port_held = False
         """Another process held the registry's port when this hook started it."""
         self.registry = Registry(self.make_machine())
-        self.templates = template_environment(self.charm_dir)
+        self.templates = template_environment(self.charm_dir, self._templates_cache())
         # Built before our observers, so that the TLS library handles its
         # events (and writes its CSR) before we reconcile.
-        self.cert_provider = cert_provider.CertProvider(self, self._certificate_request)
+        self.cert_provider = cert_provider.CertProvider(
+            self, self._certificate_request, on_certificate=self._reconcile
+        )
         on = self.on
         framework.observe(on.install, self._on_install)
         framework.observe(on.upgrade_charm, self._on_install)
@@ -77,7 +84,6 @@ class DockerRegistryCharm(ops.CharmBase):
             on[cert_provider.ENDPOINT].relation_joined,
             on[cert_provider.ENDPOINT].relation_changed,
             on[cert_provider.ENDPOINT].relation_broken,
-            self.cert_provider.current.on.certificate_available,
         ):
             framework.observe(event, self._reconcile)
         framework.observe(on.stop, self._on_stop)
@@ -91,6 +97,15 @@ class DockerRegistryCharm(ops.CharmBase):
         framework.observe(on.images_action, self._on_images_action)
         framework.observe(on.rmi_action, self._on_rmi_action)
         framework.observe(on.garbage_collect_action, self._on_garbage_collect_action)
+
+    def _templates_cache(self) -> Path | None:
+        """Where compiled templates are kept between hooks; None if it cannot be made."""
+        cache = self.charm_dir / ".templates-cache"
+        try:
+            cache.mkdir(mode=0o700, exist_ok=True)
+        except OSError:
+            return None
+        return cache
 
     def make_machine(self) -> Machine:
         """The one seam to apt and systemd; the tests override only this."""
@@ -108,7 +123,9 @@ class DockerRegistryCharm(ops.CharmBase):
     def _plan(self, *, maintenance: bool = False) -> RegistryPlan | ops.StatusBase:
         """The registry's plan; `maintenance` makes it read-only for garbage collection."""
         try:
-            config = self.load_config(CharmConfig, secrets=self._config_secrets())
+            config = self.load_config(
+                CharmConfig, secrets=self._config_secrets(), checked_tls=self._checked_tls
+            )
         except InvalidConfigError as e:
             return ops.BlockedStatus(f"Invalid charm config: {e}")
         http_secret = peer.http_secret(self)
@@ -168,7 +185,25 @@ class DockerRegistryCharm(ops.CharmBase):
     @functools.cached_property
     def relation_tls(self) -> ServerTLS | ops.StatusBase | None:
         """The certificate from cert-provider, or why there is none to use."""
-        return self.cert_provider.server_tls()
+        return self.cert_provider.server_tls(self._checked_tls)
+
+    @property
+    def _checked_tls(self) -> Checked:
+        """TLS material already checked in an earlier hook, by fingerprint."""
+        return {
+            name: (entry[0], entry[1], entry[2], tuple(entry[3]))
+            for name, entry in self._stored.checked_tls.items()
+            if len(entry) == 4  # anything else: check again
+        }
+
+    def _remember_checked(self, tls: ServerTLS | None) -> None:
+        """Keep the applied material's fingerprint, so later hooks need not parse it."""
+        checked = {}
+        if tls:
+            start, until, expires, names = tls.checked
+            checked = {tls.fingerprint: [start, until, expires, list(names)]}
+        if checked != dict(self._stored.checked_tls):
+            self._stored.checked_tls = checked
 
     @functools.cached_property
     def units(self) -> list[peer.UnitAddress]:
@@ -209,9 +244,14 @@ class DockerRegistryCharm(ops.CharmBase):
         )
 
     def _on_install(self, event: ops.EventBase) -> None:
-        """Install (or refresh): the packages, then take over what the established charm left."""
+        """Install (or refresh): the packages, then take over what the established charm left.
+
+        The registry's version changes only here, so only here is it read.
+        """
         self.unit.status = ops.MaintenanceStatus("Installing docker-registry and skopeo")
         self.registry.install()
+        if version := self.registry.version():
+            self.unit.set_workload_version(version)
         takeover = established.take_over(
             self.registry.machine,
             container=str(self.config.get("registry-name") or "registry"),
@@ -236,8 +276,6 @@ class DockerRegistryCharm(ops.CharmBase):
 
     def _reconcile(self, _: ops.EventBase | None = None) -> None:
         """Bring the unit to the desired state; a no-op when it is there already."""
-        if version := self.registry.version():
-            self.unit.set_workload_version(version)
         peer.share_website_address(self, self._ingress_address(website.ENDPOINT))
         desired = self.desired
         if not isinstance(desired, RegistryPlan):
@@ -257,6 +295,7 @@ class DockerRegistryCharm(ops.CharmBase):
         self._port_held = self.registry.port_held_by_another(desired)
         if self.registry.apply(desired):
             self.registry.wait_until_answering(desired)
+        self._remember_checked(desired.tls)
 
     def _on_stop(self, _: ops.EventBase) -> None:
         """The unit is going away: stop serving, keep the images."""
@@ -280,7 +319,11 @@ class DockerRegistryCharm(ops.CharmBase):
         self.registry.stop()
         event.set_results({"outcome": "success", "raw": "stopped"})
 
+    # Each action imports its module when it runs: hooks need none of them.
+
     def _on_client_config_action(self, event: ops.ActionEvent) -> None:
+        from actions import client_config
+
         desired = self.desired
         if not isinstance(desired, RegistryPlan):
             event.fail(f"Cannot tell clients how to reach the registry: {desired.message}")
@@ -318,6 +361,8 @@ class DockerRegistryCharm(ops.CharmBase):
 
     def _local_access(self, plan: RegistryPlan) -> LocalAccess:
         """How the actions reach this unit's registry: on loopback, TLS verified."""
+        from workload.registry_api import local_access
+
         return local_access(plan, self.registry.machine.listen_host)
 
     @staticmethod
@@ -328,6 +373,8 @@ class DockerRegistryCharm(ops.CharmBase):
             event.fail(failure)
 
     def _on_push_action(self, event: ops.ActionEvent) -> None:
+        from actions import push
+
         plan = self._serving(event)
         if plan is None:
             return
@@ -355,10 +402,18 @@ class DockerRegistryCharm(ops.CharmBase):
             log=event.log,
             temp_dir=params.temp_dir,
         )
-        self._report(event, *push.action_results(outcomes))
+        results, failure = push.action_results(outcomes)
+        usage = self.registry.storage_usage(plan)
+        if failure and usage and usage.full:
+            # The registry answers a bare HTTP 500 when its disk is full.
+            results["storage"] = f"full: {usage}"
+            failure = f"The registry's storage is full ({usage}); {FREE_SPACE}. {failure}"
+        self._report(event, results, failure)
 
     def _on_bundle_images_action(self, event: ops.ActionEvent) -> None:
         """What a bundle holds and where push would put each image; reads only."""
+        from actions import push
+
         desired = self.desired
         params = event.load_params(push.BundleImagesParams)
         try:
@@ -370,6 +425,9 @@ class DockerRegistryCharm(ops.CharmBase):
         self._report(event, *push.listing_results(copies, netloc))
 
     def _on_images_action(self, event: ops.ActionEvent) -> None:
+        from actions import images
+        from workload.registry_api import RegistryAPIError, RegistryClient
+
         plan = self._serving(event)
         if plan is None:
             return
@@ -388,6 +446,9 @@ class DockerRegistryCharm(ops.CharmBase):
         event.set_results(images.list_results(entries, plan.netloc))
 
     def _on_rmi_action(self, event: ops.ActionEvent) -> None:
+        from actions import images
+        from workload.registry_api import RegistryClient
+
         plan = self._serving(event)
         if plan is None:
             return
@@ -400,6 +461,12 @@ class DockerRegistryCharm(ops.CharmBase):
         self._report(event, *images.delete_results(deletions))
 
     def _on_garbage_collect_action(self, event: ops.ActionEvent) -> None:
+        from actions.garbage_collect import (
+            GarbageCollectError,
+            GarbageCollectParams,
+            collect_garbage,
+        )
+
         normal, read_only = self.desired, self._plan(maintenance=True)
         if not isinstance(normal, RegistryPlan):
             event.fail(f"The registry is not configured: {normal.message}")
@@ -425,6 +492,10 @@ class DockerRegistryCharm(ops.CharmBase):
         # may answer on the port while ours cannot bind it.
         silent = self.registry.not_answering(desired) if self.registry.running() else [SERVICE]
         if SERVICE in silent:
+            if self.registry.storage_failing(desired):
+                return ops.BlockedStatus(
+                    f"Registry storage fails its health check; see journalctl -u {SERVICE}"
+                )
             cache = (
                 f" (a pull-through cache of {desired.cache_url} exits while it cannot reach it)"
                 if desired.cache_url
@@ -433,6 +504,9 @@ class DockerRegistryCharm(ops.CharmBase):
             return ops.BlockedStatus(
                 f"Registry is not answering; see journalctl -u {SERVICE}{cache}"
             )
+        usage = self.registry.storage_usage(desired)
+        if usage and usage.full:
+            return ops.BlockedStatus(f"Storage full, pushes fail: {usage}; {FREE_SPACE}")
         how = f"{desired.scheme}, proxied" if desired.proxied else desired.scheme
         if desired.tls is None and self.model.relations[docker_registry.ENDPOINT]:
             # The containerd charm gives nodes a scheme-less endpoint: https.
@@ -440,6 +514,8 @@ class DockerRegistryCharm(ops.CharmBase):
         ready = f"Ready at {desired.netloc} ({how})."
         if desired.tls and desired.tls.not_after and desired.tls.expires_soon():
             ready += f" The certificate expires on {desired.tls.not_after:%Y-%m-%d}."
+        if usage and usage.filling:
+            ready += f" Storage {usage}."
         down = [m for m in desired.front.mirrors if m.service in silent] if desired.front else []
         if not down:
             return ops.ActiveStatus(ready)

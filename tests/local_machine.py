@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -27,7 +28,8 @@ SERVICE_COMMANDS = {
         "serve",
         "{root}/etc/docker/registry/mirrors/{instance}.yml",
     ],
-    "haproxy": ["haproxy", "-f", "{root}/etc/haproxy/haproxy.cfg", "-db"],
+    # Master-worker mode, as Ubuntu's haproxy.service runs it (-Ws): SIGUSR2 reloads.
+    "haproxy": ["haproxy", "-W", "-f", "{root}/etc/haproxy/haproxy.cfg", "-db"],
 }
 
 
@@ -55,6 +57,9 @@ class LocalMachine:
         self.root = root
         self.installed: list[str] = []
         self.launches: collections.Counter[str] = collections.Counter()
+        self.reloads: collections.Counter[str] = collections.Counter()
+        self.terminations: list[tuple[str, float]] = []
+        """(service, time.monotonic()) of each SIGTERM: when a restart began."""
         self.daemon_reloads = 0
         self.commands: list[tuple[str, list[str]]] = []
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -76,13 +81,15 @@ class LocalMachine:
             self._launch(service)
 
     def stop(self, service: str) -> None:
-        """Terminate the service's process and wait for it."""
+        """Terminate the service's process and wait for it as long as its TimeoutStopSec."""
         process = self._processes.pop(service, None)
         if process is None or process.poll() is not None:
             return
         os.killpg(process.pid, signal.SIGTERM)
+        self.terminations.append((service, time.monotonic()))
+        timeouts = re.findall(r"^TimeoutStopSec=(\d+)s$", self._dropins_text(service), re.M)
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=int(timeouts[-1]) if timeouts else 10)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
@@ -91,6 +98,14 @@ class LocalMachine:
         """Stop, then launch again."""
         self.stop(service)
         self._launch(service)
+
+    def reload(self, service: str) -> None:
+        """haproxy's reload (systemd's ExecReload sends SIGUSR2 to the master); others restart."""
+        if service != "haproxy" or not self.running(service):
+            self.restart(service)
+            return
+        self.reloads[service] += 1
+        self._processes[service].send_signal(signal.SIGUSR2)
 
     def running(self, service: str) -> bool:
         """Whether the service's process is alive."""
@@ -116,6 +131,10 @@ class LocalMachine:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
 
+    def process_groups(self) -> set[int]:
+        """The process group of each running service (for measuring their CPU time)."""
+        return {p.pid for p in self._processes.values() if p.poll() is None}
+
     def close(self) -> None:
         """Stop every service this machine started."""
         for service in list(self._processes):
@@ -124,16 +143,21 @@ class LocalMachine:
     def environment(self, service: str) -> dict[str, str]:
         """The Environment= settings of the service's drop-ins, as systemd would apply them."""
         env: dict[str, str] = {}
+        text = self._dropins_text(service)
+        for match in re.finditer(r'^Environment="([^=]+)=(.*)"$', text, re.M):
+            env[match[1]] = match[2].replace('\\"', '"').replace("%%", "%")
+        for match in re.finditer(r"^EnvironmentFile=-?(/.*)$", text, re.M):
+            env.update(self._environment_file(self.root / match[1].lstrip("/")))
+        return env
+
+    def _dropins_text(self, service: str) -> str:
+        """The service's drop-ins, in the order systemd reads them (template unit's first)."""
         template, at, _ = service.partition("@")
         units = [f"{template}@", service] if at else [service]
-        dropins = [self.root / f"etc/systemd/system/{unit}.service.d" for unit in units]
-        for dropin in (path for folder in dropins for path in sorted(folder.glob("*.conf"))):
-            text = dropin.read_text()
-            for match in re.finditer(r'^Environment="([^=]+)=(.*)"$', text, re.M):
-                env[match[1]] = match[2].replace('\\"', '"').replace("%%", "%")
-            for match in re.finditer(r"^EnvironmentFile=-?(/.*)$", text, re.M):
-                env.update(self._environment_file(self.root / match[1].lstrip("/")))
-        return env
+        folders = [self.root / f"etc/systemd/system/{unit}.service.d" for unit in units]
+        return "".join(
+            path.read_text() for folder in folders for path in sorted(folder.glob("*.conf"))
+        )
 
     @staticmethod
     def _environment_file(path: Path) -> dict[str, str]:

@@ -14,32 +14,32 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import ops
-from charmlibs.interfaces.tls_certificates import (
-    CertificateRequestAttributes,
-    Mode,
-    ProviderCapabilities,
-    ProviderCertificate,
-    TLSCertificatesError,
-    TLSCertificatesRequiresV4,
-)
-from charmlibs.interfaces.tls_certificates._tls_certificates import (
-    DataValidationError,
-    _ProviderApplicationData,
-)
 
 from relations import databag
 from state.settings import is_host, is_ip
-from state.tls import ServerTLS, TLSMaterialError, check_server_tls
+from state.tls import Checked, ServerTLS, TLSMaterialError, check_server_tls
+
+if TYPE_CHECKING:
+    from charmlibs.interfaces.tls_certificates import (
+        CertificateRequestAttributes,
+        ProviderCapabilities,
+    )
+
+    from relations.cert_provider_requires import DefensiveRequires
 
 logger = logging.getLogger(__name__)
 
 ENDPOINT = "cert-provider"
 PROXY_ENDPOINT = "website"
 WAITING = "Waiting for a certificate from cert-provider"
+# The TLS library's only events that come without the relation: its own secrets.
+LIBRARY_SECRET_HOOKS = ("hooks/secret-expired", "hooks/secret-remove")
 
 
 @dataclass(frozen=True)
@@ -70,45 +70,30 @@ def legacy_name(unit_name: str) -> str:
     return unit_name.replace("/", "_")
 
 
-class DefensiveRequires(TLSCertificatesRequiresV4):
-    """The current-generation requirer, reading the provider's certificates one by one.
-
-    The library parses every certificate in the provider's databag on every
-    event it observes and raises on the first that does not parse, failing
-    every hook until the relation goes. Here a bad entry is skipped and
-    remembered, for the unit's status.
-    """
-
-    unparsable: str | None = None
-    """Why the provider's data did not parse, if it did not."""
-
-    def _load_provider_certificates(self) -> list[ProviderCertificate]:
-        relation = self.model.get_relation(self.relationship_name)
-        self.unparsable = None
-        if relation is None or relation.app is None:
-            return []
-        try:
-            data = _ProviderApplicationData.load(relation.data[relation.app])
-        except (DataValidationError, ops.ModelError, ValueError, TypeError):
-            if relation.data[relation.app].get("certificates"):
-                self.unparsable = "its certificates are not the interface's JSON"
-            return []
-        certificates = []
-        for entry in data.certificates:
-            try:
-                certificates.append(entry.to_provider_certificate(relation_id=relation.id))
-            except (TLSCertificatesError, ValueError, TypeError) as e:
-                self.unparsable = f"a certificate, CA or CSR does not parse ({e})"
-        return certificates
-
-
 class CertProvider(ops.Object):
     """Requests a server certificate from either provider generation and reads it back."""
 
-    def __init__(self, charm: ops.CharmBase, request: Callable[[], CertificateRequest]):
+    def __init__(
+        self,
+        charm: ops.CharmBase,
+        request: Callable[[], CertificateRequest],
+        on_certificate: Callable[[ops.EventBase], None],
+    ):
         super().__init__(charm, ENDPOINT)
         self._unit = charm.unit
         self._request = request
+        self.current: DefensiveRequires | None = None
+        # The library (with pydantic, about half a hook's start-up) is loaded
+        # only when it has something to do: most units have no cert-provider.
+        if (
+            charm.model.get_relation(ENDPOINT) is None
+            and os.environ.get("JUJU_DISPATCH_PATH") not in LIBRARY_SECRET_HOOKS
+        ):
+            return
+        from charmlibs.interfaces.tls_certificates import Mode
+
+        from relations.cert_provider_requires import DefensiveRequires
+
         self.current = DefensiveRequires(
             charm,
             ENDPOINT,
@@ -122,10 +107,13 @@ class CertProvider(ops.Object):
                 charm.on[PROXY_ENDPOINT].relation_broken,
             ],
         )
+        self.framework.observe(self.current.on.certificate_available, on_certificate)
 
     def _current_requests(
         self, _: ProviderCapabilities | None
     ) -> list[CertificateRequestAttributes]:
+        from charmlibs.interfaces.tls_certificates import CertificateRequestAttributes
+
         request = self._request()
         return [
             CertificateRequestAttributes(
@@ -158,11 +146,12 @@ class CertProvider(ops.Object):
             },
         )
 
-    def server_tls(self) -> ServerTLS | ops.StatusBase | None:
+    def server_tls(self, checked: Checked | None = None) -> ServerTLS | ops.StatusBase | None:
         """The provider's certificate for us, checked; a status when there is none to use.
 
         None when there is no relation. A certificate that does not parse or
-        does not match its key is reported, never used.
+        does not match its key is reported, never used; material in `checked`
+        is only checked against the clock.
         """
         relation = self.relation
         if relation is None:
@@ -170,26 +159,30 @@ class CertProvider(ops.Object):
         try:
             for unit in relation.units:
                 if relation.data[unit].get("ca"):
-                    return self._legacy_certificate(relation.data[unit])
+                    return self._legacy_certificate(relation.data[unit], checked)
             if relation.app is not None and relation.data[relation.app].get("certificates"):
-                return self._current_certificate()
+                return self._current_certificate(checked)
         except TLSMaterialError as e:
             return ops.BlockedStatus(f"cert-provider sent an unusable certificate: {e}")
-        except (TLSCertificatesError, ValueError, TypeError) as e:
+        except (ValueError, TypeError) as e:  # the requirer turns the library's errors into these
             logger.warning("cert-provider data does not parse: %s", e)
             return ops.BlockedStatus("cert-provider sent data that does not parse")
         return ops.WaitingStatus(WAITING)
 
-    def _legacy_certificate(self, data: ops.RelationDataContent) -> ServerTLS | ops.StatusBase:
+    def _legacy_certificate(
+        self, data: ops.RelationDataContent, checked: Checked | None
+    ) -> ServerTLS | ops.StatusBase:
         name = legacy_name(self._unit.name)
         cert = data.get(f"{name}.server.cert")
         key = data.get(f"{name}.server.key")
         if not cert or not key:
             return ops.WaitingStatus(WAITING)
         chain = data.get("chain") or ""
-        return check_server_tls(cert.strip() + "\n" + chain, key, data["ca"])
+        return check_server_tls(cert.strip() + "\n" + chain, key, data["ca"], checked)
 
-    def _current_certificate(self) -> ServerTLS | ops.StatusBase:
+    def _current_certificate(self, checked: Checked | None) -> ServerTLS | ops.StatusBase:
+        if self.current is None:  # only while the relation is being removed
+            return ops.WaitingStatus(WAITING)
         certificates, key = self.current.get_assigned_certificates()
         usable = [c for c in certificates if not c.revoked]
         if not usable and self.current.unparsable:
@@ -205,5 +198,8 @@ class CertProvider(ops.Object):
             if str(c) not in (str(provided.certificate), str(provided.ca))
         )
         return check_server_tls(
-            str(provided.certificate) + "\n" + intermediates, str(key), str(provided.ca) + "\n"
+            str(provided.certificate) + "\n" + intermediates,
+            str(key),
+            str(provided.ca) + "\n",
+            checked,
         )

@@ -35,6 +35,7 @@ from state.settings import (
     url_problem,
 )
 from state.tls import (
+    Checked,
     ServerTLS,
     TLSMaterialError,
     check_server_tls,
@@ -177,6 +178,8 @@ class CharmConfig:
     secrets: Mapping[str, Mapping[str, str] | None] = field(default_factory=dict, repr=False)
     """The content of each Juju secret the options name (None: not readable), by URI."""
     tls_client_auth: str = ""
+    checked_tls: Checked = field(default_factory=dict, repr=False, compare=False)
+    """TLS material found good in an earlier hook: not parsed again (not an option)."""
 
     # Derived once by validation; read these, not the raw options.
     basic_auth: BasicAuth | None = field(init=False, default=None, repr=False)
@@ -487,7 +490,10 @@ class CharmConfig:
             return problems
         try:
             tls = check_server_tls(
-                decoded["tls-cert-blob"], decoded["tls-key-blob"], decoded.get("tls-ca-blob")
+                decoded["tls-cert-blob"],
+                decoded["tls-key-blob"],
+                decoded.get("tls-ca-blob"),
+                self.checked_tls,
             )
         except TLSMaterialError as e:
             part, _, why = str(e).partition(": ")

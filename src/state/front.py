@@ -31,6 +31,7 @@ HAPROXY_SERVICE = "haproxy"
 PACKAGES = ("haproxy",)
 HAPROXY_CONFIG_PATH = "/etc/haproxy/haproxy.cfg"
 PEM_PATH = "/etc/docker/registry/front.pem"
+LUA_PATH = "/etc/haproxy/docker-registry.lua"
 MIRROR_CONFIG_DIR = "/etc/docker/registry/mirrors"
 UNIT_PATH = f"/etc/systemd/system/{SERVICE_TEMPLATE}.service"
 DROPIN_PATH = f"/etc/systemd/system/{SERVICE_TEMPLATE}.service.d/10-juju.conf"
@@ -84,6 +85,9 @@ class FrontPlan:
     pem: str | None = field(repr=False)
     """Certificate and key for haproxy's TLS; None serves plain HTTP."""
     pem_path: Path
+    lua: str
+    """haproxy's action holding requests while a registry restarts."""
+    lua_path: Path
     unit: str
     unit_path: Path
     dropin_path: Path
@@ -147,10 +151,12 @@ def plan_front(
             )
         )
     pem_path = on_host(PEM_PATH)
+    lua_path = on_host(LUA_PATH)
     registry_socket = socket_dir / "registry.sock"
     haproxy_config = templates.get_template("haproxy.cfg.j2").render(
         bind=f"{listen_host}:{port}",
         pem_path=pem_path if tls else None,
+        lua_path=lua_path,
         client_ca=client_ca,
         # On a unit haproxy drops to its user, who reaches the sockets
         # through their group; a test root is not the unit's.
@@ -163,6 +169,8 @@ def plan_front(
         haproxy_config_path=on_host(HAPROXY_CONFIG_PATH),
         pem=f"{tls.cert_pem.rstrip()}\n{tls.key_pem.rstrip()}\n" if tls else None,
         pem_path=pem_path,
+        lua=templates.get_template("await-socket.lua").render(),
+        lua_path=lua_path,
         unit=templates.get_template("mirror@.service.j2").render(config_dir=MIRROR_CONFIG_DIR),
         unit_path=on_host(UNIT_PATH),
         dropin_path=on_host(DROPIN_PATH),

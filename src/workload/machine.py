@@ -56,6 +56,10 @@ class Machine(Protocol):
         """Restart a service (starting it if it was stopped)."""
         ...
 
+    def reload(self, service: str) -> None:
+        """Make a running service read its configuration again without dropping connections."""
+        ...
+
     def running(self, service: str) -> bool:
         """Whether the service is running now."""
         ...
@@ -116,6 +120,10 @@ class UbuntuMachine:
     def restart(self, service: str) -> None:
         """Restart `service`."""
         systemd.service_restart(service)
+
+    def reload(self, service: str) -> None:
+        """Reload `service` (haproxy: a new worker takes over the listeners), else restart it."""
+        systemd.service_reload(service, restart_on_failure=True)
 
     def running(self, service: str) -> bool:
         """Whether `service` is active."""

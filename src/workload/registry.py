@@ -36,6 +36,9 @@ from workload.registry_api import loopback_address
 
 logger = logging.getLogger(__name__)
 
+ANSWERED = (200, 401)
+"""A registry answers its API base with 200, or 401 when auth is on."""
+
 SERVICE = "docker-registry"
 SERVICE_USER = "docker-registry"
 PACKAGES = ("docker-registry", "skopeo")
@@ -46,6 +49,42 @@ BCRYPT_COST = 5
 BCRYPT_PREFIX = b"$2b$%02d$" % BCRYPT_COST
 WRITTEN_RECORD = "/etc/docker/registry/.written-by-charm"
 """The files the charm wrote at paths an option chose: the only such files it removes."""
+
+
+@dataclass(frozen=True)
+class StorageUsage:
+    """How full the file system holding the images is (filesystem storage only)."""
+
+    path: Path
+    used: int
+    free: int
+    """Bytes the registry's (unprivileged) user may still write."""
+
+    FILLING_PERCENT = 90
+    FULL_FREE_BYTES = 64 << 20
+    FULL_FREE_PERCENT = 1
+    """Below both, pushes fail: a failed upload leaves its partial blob, filling the disk."""
+
+    @property
+    def percent_used(self) -> int:
+        """Used space as `df` counts it (space reserved for root is not available)."""
+        available = self.used + self.free
+        return self.used * 100 // available if available else 100
+
+    @property
+    def filling(self) -> bool:
+        """Past the warning threshold."""
+        return self.percent_used >= self.FILLING_PERCENT
+
+    @property
+    def full(self) -> bool:
+        """Too little space left for a push to succeed."""
+        return self.free < min(
+            self.FULL_FREE_BYTES, (self.used + self.free) * self.FULL_FREE_PERCENT // 100
+        )
+
+    def __str__(self) -> str:
+        return f"{self.path} {self.percent_used}% used, {self.free / 1e6:.0f} MB free"
 
 
 @dataclass(frozen=True)
@@ -154,11 +193,15 @@ class Registry:
             self._remove_sockets()
         return restarted
 
-    def _start_or_restart(self, service: str, changed: bool) -> bool:
-        """Start `service` if it is down, restart it if what it reads changed."""
+    def _start_or_restart(self, service: str, changed: bool, *, reload: bool = False) -> bool:
+        """Start `service` if it is down; if what it reads changed, restart (or reload) it."""
         if not self.machine.running(service):
             logger.info("starting %s", service)
             self.machine.start(service)
+            return True
+        if changed and reload:
+            logger.info("reloading %s: its configuration changed", service)
+            self.machine.reload(service)
             return True
         if changed:
             logger.info("restarting %s: its configuration changed", service)
@@ -200,10 +243,13 @@ class Registry:
             changed |= units_changed or restart_all
             restarted |= self._start_or_restart(mirror.service, changed)
         changed = self._write(layout.haproxy_config_path, FileSpec(layout.haproxy_config))
+        changed |= self._write(layout.lua_path, FileSpec(layout.lua))
         changed |= self._write(
             layout.pem_path, FileSpec(layout.pem, 0o600) if layout.pem else None
         )
-        restarted |= self._start_or_restart(front.HAPROXY_SERVICE, changed)
+        # A reload: the new haproxy takes over the listening socket, the old one
+        # finishes the requests in flight.
+        restarted |= self._start_or_restart(front.HAPROXY_SERVICE, changed, reload=True)
         return restarted
 
     def _mirror_configs(self) -> set[Path]:
@@ -225,7 +271,13 @@ class Registry:
         self.machine.stop(front.HAPROXY_SERVICE)
         for config_path in self._mirror_configs():
             self._stop_mirror(config_path)
-        for path in (front.PEM_PATH, front.DROPIN_PATH, front.TMPFILES_PATH, front.UNIT_PATH):
+        for path in (
+            front.PEM_PATH,
+            front.LUA_PATH,
+            front.DROPIN_PATH,
+            front.TMPFILES_PATH,
+            front.UNIT_PATH,
+        ):
             self._write(self.machine.root / path.lstrip("/"), None)
         for folder in (front.DROPIN_PATH.rpartition("/")[0], front.MIRROR_CONFIG_DIR):
             _remove_if_empty(self.machine.root / folder.lstrip("/"))
@@ -331,6 +383,16 @@ class Registry:
                 self.machine.stop(front.mirror_service(config_path.stem))
         self.machine.stop(SERVICE)
 
+    def storage_usage(self, plan: RegistryPlan) -> StorageUsage | None:
+        """How full the images' file system is; None for object storage (or before install)."""
+        if plan.data_dir is None:
+            return None
+        try:
+            usage = shutil.disk_usage(plan.data_dir)
+        except OSError:
+            return None
+        return StorageUsage(plan.data_dir, usage.used, usage.free)
+
     def running(self) -> bool:
         """Whether the service manager has the registry running."""
         return self.machine.running(SERVICE)
@@ -359,37 +421,66 @@ class Registry:
         A cache exits while its upstream is unreachable; the others, and the
         main registry, keep serving.
         """
-        context = self._probe_context(plan)
-        address = loopback_address(self.machine.listen_host)
-        base = f"{plan.scheme}://{address}:{plan.port}"
-        if not self._answers(f"{base}/v2/", timeout, context):
+        loopback = self._loopback(plan)
+        base = self._base_url(plan)
+        if self._probe(loopback, f"{base}/v2/", timeout)[0] not in ANSWERED:
             return [SERVICE]
         mirrors = plan.front.mirrors if plan.front else ()
         return [
-            m.service for m in mirrors if not self._answers(f"{base}{m.prefix}/", timeout, context)
+            m.service
+            for m in mirrors
+            if self._probe(loopback, f"{base}{m.prefix}/", timeout)[0] not in ANSWERED
         ]
 
+    def _base_url(self, plan: RegistryPlan) -> str:
+        """Our own registry on loopback (its own address when it is bound to one)."""
+        return f"{plan.scheme}://{loopback_address(self.machine.listen_host)}:{plan.port}"
+
+    def storage_failing(self, plan: RegistryPlan, timeout: float = 3.0) -> bool:
+        """Whether the registry refuses every request because its storage fails its health check.
+
+        The registry answers 503 to everything once the storage driver failed
+        `health.storagedriver.threshold` checks in a row (a dead S3 endpoint,
+        an unreadable disk).
+        """
+        status, body = self._probe(self._loopback(plan), f"{self._base_url(plan)}/v2/", timeout)
+        return status == 503 and "health check failed" in body
+
     @staticmethod
-    def _probe_context(plan: RegistryPlan) -> ssl.SSLContext:
-        context = ssl.create_default_context()
-        # A liveness probe of our own process on loopback: the certificate
-        # names the unit's addresses, not 127.0.0.1.
+    def _probe(
+        loopback: urllib.request.OpenerDirector, url: str, timeout: float
+    ) -> tuple[int | None, str]:
+        """The HTTP status and body of a GET of our own registry on loopback; None: no answer."""
+        try:
+            with loopback.open(url, timeout=timeout) as response:
+                return response.status, ""
+        except urllib.error.HTTPError as e:
+            with e:
+                return e.code, e.read(4096).decode(errors="replace")
+        except (OSError, ValueError):
+            return None, ""
+
+    @staticmethod
+    def _loopback(plan: RegistryPlan) -> urllib.request.OpenerDirector:
+        """An HTTP client for our own registry: never through a proxy, no certificate check.
+
+        Juju puts the model's proxy settings (http_proxy, https_proxy) in the
+        hook's environment, often without no_proxy; loopback must not follow
+        them. A liveness probe of our own process needs no verification (the
+        certificate names the unit's addresses, not 127.0.0.1), so a plain
+        context, without loading the system's CA store; with client
+        certificates required, it presents the charm's own.
+        """
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         if plan.client_cas_path is not None:
             identity = identity_for(plan.client_cas_path)
             with contextlib.suppress(OSError):  # not made yet: the probe is refused
                 context.load_cert_chain(identity.cert_path, identity.key_path)
-        return context
-
-    def _answers(self, url: str, timeout: float, context: ssl.SSLContext) -> bool:
-        try:
-            with urllib.request.urlopen(url, timeout=timeout, context=context) as response:  # noqa: S310
-                return response.status == 200
-        except urllib.error.HTTPError as e:
-            return e.code == 401
-        except (OSError, ValueError):
-            return False
+        return urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+        )
 
     def wait_until_answering(self, plan: RegistryPlan, timeout: float = READY_TIMEOUT) -> bool:
         """Poll /v2/ until the registry answers or `timeout` seconds pass.

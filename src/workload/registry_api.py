@@ -21,8 +21,6 @@ import ssl
 import urllib.parse
 from dataclasses import dataclass, field
 
-from cryptography import x509
-
 from state.plan import RegistryPlan
 from state.settings import BasicAuth
 from state.tls import load_certificates
@@ -118,6 +116,8 @@ def local_access(plan: RegistryPlan, listen_host: str = "") -> LocalAccess:
 
 def certificate_names(cert_pem: str) -> tuple[set[str], set[str]]:
     """The DNS names and the IP addresses in a certificate's subjectAltName."""
+    from cryptography import x509  # only for actions with TLS: hooks need not load it
+
     leaf = load_certificates(cert_pem)[0]
     try:
         san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

@@ -27,6 +27,9 @@ DROPIN_DIRECTIVES = {
     "[Service]",
     "Restart=on-failure",
     "RestartSec=5s",
+    "KillSignal=SIGTERM",
+    "TimeoutStopSec=90s",
+    'Environment="GOGC=400"',
     "AmbientCapabilities=CAP_NET_BIND_SERVICE",
     "UMask=0007",
     "EnvironmentFile=/etc/docker/registry/environment",
@@ -35,7 +38,8 @@ ENVIRONMENT_LINE = re.compile(r'(HTTP_PROXY|HTTPS_PROXY|NO_PROXY)="([^"\\`$\n]|\
 HAPROXY_KEYWORDS = (
     "global", "log", "maxconn", "user", "group", "defaults", "mode", "option", "timeout",
     "frontend", "bind", "acl", "use_backend", "default_backend", "backend", "server",
-    "http-request", "http-response",
+    "http-request", "http-response", "tune.bufsize", "lua-load", "tune.lua.session-timeout",
+    "retries",
 )  # fmt: skip
 SECRET_OPTIONS = ("auth-basic-password", "cache-password", "storage-s3-secretkey")
 

@@ -27,6 +27,7 @@ def test_defaults_match_the_established_charm():
         "addr": ":5000",
         "secret": "s3cr3t",
         "relativeurls": True,
+        "draintimeout": "60s",
         "headers": {"X-Content-Type-Options": ["nosniff"]},
     }
     assert config["log"] == {
@@ -37,7 +38,10 @@ def test_defaults_match_the_established_charm():
     assert config["storage"] == {
         "filesystem": {"rootdirectory": "/unit-root/srv/registry"},
         "delete": {"enabled": False},
-        "maintenance": {"readonly": {"enabled": False}},
+        "maintenance": {
+            "uploadpurging": {"enabled": True, "age": "24h", "interval": "1h", "dryrun": False},
+            "readonly": {"enabled": False},
+        },
         "cache": {"blobdescriptor": "inmemory"},
         "redirect": {"disable": True},
     }
@@ -48,6 +52,8 @@ def test_defaults_match_the_established_charm():
     }
     assert "auth" not in config
     assert "proxy" not in config
+    assert "\nTimeoutStopSec=90s\n" in plan().dropin, "longer than the drain"
+    assert 'Environment="GOGC=400"' in plan().dropin
     assert plan().ports == (5000,)
     assert plan().scheme == "http"
     assert (plan().netloc, plan().url) == ("10.0.0.1:5000", "http://10.0.0.1:5000")
@@ -233,6 +239,9 @@ DROPIN_DIRECTIVES = [
     "[Service]",
     "Restart=on-failure",
     "RestartSec=5s",
+    "KillSignal=SIGTERM",
+    "TimeoutStopSec=90s",
+    'Environment="GOGC=400"',
     "AmbientCapabilities=CAP_NET_BIND_SERVICE",
 ]
 

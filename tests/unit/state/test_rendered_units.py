@@ -29,6 +29,9 @@ DROPIN = [
     "[Service]",
     "Restart=on-failure",
     "RestartSec=5s",
+    "KillSignal=SIGTERM",
+    "TimeoutStopSec=90s",
+    'Environment="GOGC=400"',
     "AmbientCapabilities=CAP_NET_BIND_SERVICE",
 ]
 
@@ -125,9 +128,11 @@ def test_haproxy_takes_the_front_config_with_every_value_quoted(tmp_path):
     assert p.front is not None
     cfg = tmp_path / "haproxy.cfg"
     cfg.write_text(p.front.haproxy_config)
+    p.front.lua_path.parent.mkdir(parents=True)
+    p.front.lua_path.write_text(p.front.lua)
     check = subprocess.run(
         ["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True, timeout=30, check=False
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert f"server registry '{root}/run/docker-registry/registry.sock'" in p.front.haproxy_config
-    root.rmdir()
+    shutil.rmtree(root)

@@ -1,0 +1,356 @@
+"""Benchmark: the charm's registry serving pulls, against nginx serving the same blob files.
+
+Run: .venv/bin/python bench/serve.py [--rounds N] [--seconds S]
+(nginx from Debian's package: apt-get install nginx-light; not a test dependency)
+
+One charm unit (Scenario + LocalMachine, as the tests run it) holds an image
+with a 64 MB layer of random bytes. nginx, started by this script as its own
+process on loopback with its own config, serves the registry's own blob files
+from the unit's storage under the same URLs, with sendfile; it listens four
+times: plain, basic auth (the registry's htpasswd: the same bcrypt cost per
+request), TLS and TLS with auth (the registry's certificate). The unit is
+reconfigured in turn as plain, basic auth, TLS, TLS + auth, and behind its
+haproxy front (`cache-mirrors` set), and ApacheBench (`ab -k`, keep-alive, one
+process for every client, as heavy for either server) measures for each:
+
+- blob MB/s with 1, 4 and 16 clients, as a ratio to nginx in the same mode
+  (the front against plain nginx);
+- manifest GETs per second with 4 clients, with the registry as it ran
+  before this tuning (GOGC=100, Go's default) measured alongside.
+
+Rounds rotate the order; the medians are printed. The machine is shared: the
+ratios, measured side by side, are the figures; absolute numbers drift.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(PROJECT / "src"), str(PROJECT / "tests")]
+
+import yaml  # noqa: E402
+from ops import testing  # noqa: E402
+
+from charm_context import b64, charm_context, unit_state  # noqa: E402
+from local_machine import LocalMachine  # noqa: E402
+from support import oci, pki, skopeo  # noqa: E402
+from support._proc import ManagedProcess  # noqa: E402
+from support.cpu import cpu_seconds  # noqa: E402
+from support.registry import RegistryProcess  # noqa: E402
+from support.wait import free_port, port_open, wait_for  # noqa: E402
+
+USER, PASSWORD = "bench", "bench-Secret-1"
+BLOB_BYTES = 64 << 20
+CLIENTS = (1, 4, 16)
+MANIFEST_CLIENTS = 4
+REPOSITORY = "bench/app"
+MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
+
+NGINX_CONF = """\
+daemon off;
+user root;
+worker_processes auto;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    client_body_temp_path {work}/body;
+    proxy_temp_path {work}/proxy;
+    fastcgi_temp_path {work}/fastcgi;
+    uwsgi_temp_path {work}/uwsgi;
+    scgi_temp_path {work}/scgi;
+    default_type application/octet-stream;
+{servers}
+}}
+"""
+NGINX_SERVER = """\
+    server {{
+        listen 127.0.0.1:{port}{ssl};
+        {tls}
+        {auth}
+        location ~ "^/v2/.+/sha256:(?<head>[0-9a-f]{{2}})(?<tail>[0-9a-f]{{62}})$" {{
+            alias {blobs}/$head/$head$tail/data;
+        }}
+    }}
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """Where one server variant answers, and how ab must talk to it."""
+
+    scheme: str
+    port: int
+    auth: bool
+
+    def url(self, path: str) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
+
+
+def ab(
+    endpoint: Endpoint,
+    path: str,
+    clients: int,
+    seconds: float,
+    server: set[int],
+    accept: str = "*/*",
+) -> dict:
+    """Run ApacheBench with keep-alive for `seconds`: requests/s, MB/s, server CPU-s per GB."""
+    argv = ["ab", "-k", "-q", "-c", str(clients), "-t", str(seconds), "-n", "10000000"]
+    argv += ["-H", f"Accept: {accept}"]
+    if endpoint.auth:
+        argv += ["-A", f"{USER}:{PASSWORD}"]
+    cpu = cpu_seconds(server)
+    out = subprocess.run(
+        [*argv, endpoint.url(path)], capture_output=True, text=True, check=True
+    ).stdout
+    cpu = cpu_seconds(server) - cpu
+    failed = int(re.search(r"Failed requests:\s+(\d+)", out)[1])  # type: ignore[index]
+    non_2xx = re.search(r"Non-2xx responses:\s+(\d+)", out)
+    if failed or non_2xx:
+        raise RuntimeError(f"ab saw failures against {endpoint}:\n{out}")
+    transferred = int(re.search(r"Total transferred:\s+(\d+)", out)[1])  # type: ignore[index]
+    return {
+        "rps": float(re.search(r"Requests per second:\s+([\d.]+)", out)[1]),  # type: ignore[index]
+        "mbps": float(re.search(r"Transfer rate:\s+([\d.]+)", out)[1]) * 1024 / 1e6,  # type: ignore[index]
+        "cpu_per_gb": cpu / (transferred / 1e9),
+    }
+
+
+@contextmanager
+def nginx(
+    work: Path, blobs: Path, cert: Path, key: Path, htpasswd: Path
+) -> Iterator[tuple[dict[str, Endpoint], set[int]]]:
+    """nginx on four loopback ports serving `blobs`: ({variant: Endpoint}, its process group)."""
+    endpoints = {
+        "plain": Endpoint("http", free_port(), auth=False),
+        "basic auth": Endpoint("http", free_port(), auth=True),
+        "TLS": Endpoint("https", free_port(), auth=False),
+        "TLS + auth": Endpoint("https", free_port(), auth=True),
+    }
+    servers = []
+    for endpoint in endpoints.values():
+        tls = endpoint.scheme == "https"
+        servers.append(
+            NGINX_SERVER.format(
+                port=endpoint.port,
+                ssl=" ssl" if tls else "",
+                tls=f"ssl_certificate {cert}; ssl_certificate_key {key};" if tls else "",
+                auth=f'auth_basic "bench"; auth_basic_user_file {htpasswd};'
+                if endpoint.auth
+                else "",
+                blobs=blobs,
+            )
+        )
+    conf = work / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(work=work, servers="".join(servers)))
+    subprocess.run(["nginx", "-t", "-q", "-c", str(conf)], check=True)
+    process = ManagedProcess(["nginx", "-c", str(conf)], name="nginx", log_path=work / "nginx.log")
+    process.start()
+    try:
+        for endpoint in endpoints.values():
+            wait_for(lambda e=endpoint: port_open("127.0.0.1", e.port), timeout=15, what="nginx")
+        assert process.pid is not None
+        yield endpoints, {process.pid}
+    finally:
+        process.stop()
+
+
+class Unit:
+    """The charm's unit, reconfigured per variant; every config keeps the same port."""
+
+    def __init__(self, work: Path, upstream: RegistryProcess, ca: pki.CertificateAuthority):
+        self.machine = LocalMachine(Path(tempfile.mkdtemp(prefix="unit-", dir="/tmp")))
+        self.ctx = charm_context(self.machine)
+        self.port = free_port()
+        cert, key = pki.issue(ca, "127.0.0.1", ["127.0.0.1"])
+        tls = {
+            "tls-cert-blob": b64(cert),
+            "tls-key-blob": b64(key),
+            "tls-ca-blob": b64(ca.cert_pem),
+        }
+        auth = {"auth-basic-user": USER, "auth-basic-password": PASSWORD}
+        mirrors = {"cache-mirrors": yaml.safe_dump({"docker.io": upstream.url})}
+        self.configs = {
+            "plain": ({}, Endpoint("http", self.port, auth=False)),
+            "basic auth": (auth, Endpoint("http", self.port, auth=True)),
+            "TLS": (tls, Endpoint("https", self.port, auth=False)),
+            "TLS + auth": ({**tls, **auth}, Endpoint("https", self.port, auth=True)),
+            "front": (mirrors, Endpoint("http", self.port, auth=False)),
+        }
+        self.state = self.ctx.run(self.ctx.on.install(), unit_state(self.port))
+        self.base = dict(self.state.config)
+        self.current = "plain"
+
+    def serve(self, variant: str) -> Endpoint:
+        config, endpoint = self.configs[variant]
+        if variant != self.current:
+            state = dataclasses.replace(self.state, config={**self.base, **config})
+            self.state = self.ctx.run(self.ctx.on.config_changed(), state)
+            assert isinstance(self.state.unit_status, testing.ActiveStatus), self.state.unit_status
+            self.current = variant
+        return endpoint
+
+    @property
+    def storage(self) -> Path:
+        return self.machine.root / "srv/registry"
+
+    @property
+    def config_path(self) -> Path:
+        return self.machine.root / "etc/docker/registry/config.yml"
+
+    def close(self) -> None:
+        self.machine.close()
+        shutil.rmtree(self.machine.root, ignore_errors=True)
+
+
+@contextmanager
+def untuned_registry(unit: Unit, work: Path) -> Iterator[tuple[Endpoint, set[int]]]:
+    """The unit's plain registry as it ran before this tuning: Go's default GOGC, own port."""
+    unit.serve("plain")
+    port = free_port()
+    config = unit.config_path.read_text().replace(f":{unit.port}", f":{port}")
+    config_path = work / "untuned.yml"
+    config_path.write_text(config)
+    env = {**os.environ, "GOGC": "100"}
+    process = ManagedProcess(
+        ["docker-registry", "serve", str(config_path)],
+        name="registry (GOGC=100)",
+        log_path=work / "untuned.log",
+        env=env,
+    )
+    process.start()
+    try:
+        wait_for(lambda: port_open("127.0.0.1", port), timeout=15, what="the untuned registry")
+        assert process.pid is not None
+        yield Endpoint("http", port, auth=False), {process.pid}
+    finally:
+        process.stop()
+
+
+def push_image(work: Path, unit: Unit) -> tuple[str, str]:
+    """An image with one 64 MB layer of random bytes in the unit: (layer path, manifest path)."""
+    layout = work / "layout"
+    layer = oci.make_layer(oci.random_layer(BLOB_BYTES, "serve"), compresslevel=0)
+    digest = oci.build_image(layout, "v1", layers=[layer])
+    unit.serve("plain")
+    skopeo.copy(
+        oci.layout_ref(layout, "v1"),
+        f"docker://127.0.0.1:{unit.port}/{REPOSITORY}:v1",
+        dest_tls_verify=False,
+    )
+    manifest = json.loads(oci.read_blob(layout, digest))
+    return (
+        f"/v2/{REPOSITORY}/blobs/{manifest['layers'][0]['digest']}",
+        f"/v2/{REPOSITORY}/manifests/{digest}",
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Registry pull throughput against nginx.")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    args = parser.parse_args()
+    if shutil.which("nginx") is None:
+        sys.exit("nginx is not installed: apt-get install nginx-light")
+    ca = pki.make_ca("bench-ca")
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp, RegistryProcess() as upstream:
+        work = Path(tmp)
+        unit = Unit(work, upstream, ca)
+        try:
+            blob, manifest = push_image(work, unit)
+            cert, key = pki.issue(ca, "127.0.0.1", ["127.0.0.1"])
+            (work / "nginx.crt").write_bytes(cert)
+            (work / "nginx.key").write_bytes(key)
+            unit.serve("basic auth")
+            htpasswd = work / "htpasswd"
+            shutil.copy(unit.machine.root / "etc/docker/registry/htpasswd", htpasswd)
+            blobs = unit.storage / "docker/registry/v2/blobs/sha256"
+            results: dict[tuple[str, str], list[float]] = {}
+
+            def measure(variant: str, name: str, servers: dict, path: str, clients: int) -> None:
+                accept = MANIFEST_TYPE if "manifests" in name else "*/*"
+                for server, (endpoint, groups) in servers.items():
+                    measured = ab(endpoint, path, clients, args.seconds, groups, accept)
+                    for figure, value in measured.items():
+                        results.setdefault((variant, f"{server} {name} {figure}"), []).append(
+                            value
+                        )
+
+            with nginx(work, blobs, work / "nginx.crt", work / "nginx.key", htpasswd) as ref:
+                reference, nginx_group = ref
+                variants = list(unit.configs)
+                for round_ in range(args.rounds):
+                    order = variants[round_ % len(variants) :] + variants[: round_ % len(variants)]
+                    for variant in order:
+                        servers = {
+                            "registry": (unit.serve(variant), unit.machine.process_groups()),
+                            "nginx": (reference[variant.replace("front", "plain")], nginx_group),
+                        }
+                        for clients in CLIENTS:
+                            measure(variant, f"blob {clients}", servers, blob, clients)
+                        measure(variant, "manifests", servers, manifest, MANIFEST_CLIENTS)
+                    with untuned_registry(unit, work) as untuned:
+                        servers = {
+                            "untuned": untuned,
+                            "registry": (unit.serve("plain"), unit.machine.process_groups()),
+                        }
+                        measure("GOGC", "manifests", servers, manifest, MANIFEST_CLIENTS)
+        finally:
+            unit.close()
+    report(results)
+
+
+def report(results: dict[tuple[str, str], list[float]]) -> None:
+    def median(variant: str, name: str) -> float:
+        return statistics.median(results[(variant, name)])
+
+    variants = [v for v in dict.fromkeys(v for v, _ in results) if v != "GOGC"]
+    print("blob MB/s, registry / nginx (ratio); server CPU-s per GB, registry / nginx (ratio)")
+    for variant in variants:
+        for clients in CLIENTS:
+            name = f"blob {clients}"
+            ours, theirs = (
+                median(variant, f"registry {name} mbps"),
+                median(variant, f"nginx {name} mbps"),
+            )
+            cpu, cpu_nginx = (
+                median(variant, f"{s} {name} cpu_per_gb") for s in ("registry", "nginx")
+            )
+            print(
+                f"{variant:11s} {clients:2d} client(s): {ours:6.0f} / {theirs:6.0f} MB/s "
+                f"({ours / theirs:4.2f}x); {cpu:5.2f} / {cpu_nginx:5.2f} CPU-s/GB "
+                f"({cpu / cpu_nginx:4.2f}x)"
+            )
+    for variant in variants:
+        ours, theirs = (median(variant, f"{s} manifests rps") for s in ("registry", "nginx"))
+        print(f"manifest GETs/s {variant:11s}: {ours:7.0f} (nginx {theirs:7.0f})")
+    tuned, untuned = (median("GOGC", f"{s} manifests rps") for s in ("registry", "untuned"))
+    print(
+        f"manifest GETs/s, plain, side by side: {tuned:.0f} tuned (GOGC=400) vs {untuned:.0f} "
+        f"as before (GOGC=100): {tuned / untuned:.2f}x"
+    )
+    print(
+        json.dumps({f"{v} / {k}": round(statistics.median(x), 2) for (v, k), x in results.items()})
+    )
+
+
+if __name__ == "__main__":
+    main()
