@@ -140,8 +140,10 @@ def render(
 ) -> dict[str, str]:
     """The action's results: every file a node needs, and the JSON and TOML snippets."""
     hosts_dir = params.hosts_dir
-    if not posixpath.isabs(hosts_dir):
-        raise ClientConfigError(f"hosts-dir must be an absolute path, not {hosts_dir[:64]!r}")
+    if not posixpath.isabs(hosts_dir) or not hosts_dir.isprintable():
+        raise ClientConfigError(
+            f"hosts-dir must be an absolute path of printable characters, not {hosts_dir[:64]!r}"
+        )
     mirror_of = parse_mirror_of(params.mirror_of)
     namespace = parse_namespace(params.namespace, mirror_of)
     entries = _entries(plan, mirror_of, namespace)

@@ -132,6 +132,15 @@ def yaml_scalar(value: object) -> str:
     return '"' + "".join(out) + '"'
 
 
+def toml_string(value: object) -> str:
+    """`value` as a TOML basic string: the same escapes as `yaml_scalar`'s.
+
+    Not JSON's: TOML refuses the surrogate pairs JSON writes for characters
+    beyond the Basic Multilingual Plane (an emoji in a password).
+    """
+    return yaml_scalar(str(value))
+
+
 def systemd_environment_file(environment: dict[str, str]) -> str:
     """An EnvironmentFile= for systemd, each value double-quoted and escaped."""
     lines = ["# Managed by the docker-registry charm; changes made here are overwritten."]
@@ -166,6 +175,7 @@ def template_environment(charm_dir: Path, cache_dir: Path | None = None) -> jinj
     )
     environment.filters["yaml"] = yaml_scalar
     environment.filters["haproxy"] = haproxy_word
+    environment.filters["toml"] = toml_string
     return environment
 
 

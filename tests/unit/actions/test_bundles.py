@@ -85,6 +85,16 @@ def test_every_image_lands_under_its_source_path_in_the_namespace(layout, tmp_pa
     )
 
 
+def test_a_file_name_that_is_no_repository_needs_tag_and_takes_it(layout, tmp_path):
+    path, _ = layout
+    archive = oci.write_archive(path, tmp_path / "My_Images!(2024).tar")
+
+    (unnamed,) = plan_copies(f"oci-archive:{archive}:v3")
+    assert unnamed.error == "cannot derive a repository from 'My_Images!(2024).tar'; give tag="
+    (tagged,) = plan_copies(f"oci-archive:{archive}:v3", tag="team/app:v3")
+    assert (tagged.destination, tagged.error) == ("team/app:v3", "")
+
+
 def test_a_docker_save_archive_lists_each_tag_and_refuses_the_untagged(layout, tmp_path):
     path, _ = layout
     archive = oci.write_docker_save(

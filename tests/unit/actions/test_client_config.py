@@ -106,8 +106,24 @@ def test_include_password_puts_it_where_a_login_goes(ctx, port):
     assert base64.b64decode(auth).decode() == f"alice:{PASSWORD}"
     assert json.loads(results["custom-registries-unrelated"])[0]["password"] == PASSWORD
     assert json.loads(results["custom-registries"]) == [], "the relation carries the login"
-    assert 'password = "s3cret\\u0027\\"pw"' in results["containerd-auth-toml"]
+    assert 'password = "s3cret\'\\"pw"' in results["containerd-auth-toml"]
     assert "docker-daemon-json" not in results
+
+
+def test_toml_reads_back_whatever_the_values(ctx, port):
+    """TOML takes no surrogate pairs (JSON's escapes for an emoji): every value reads back."""
+    tomllib = pytest.importorskip("tomllib")
+    password = 'pa\U0001f680ss\\"\u2028'
+    state = unit_state(port, config={**TLS, "auth-basic-password": password})
+    hosts_dir = "/srv/cert\u00e9s.d \U0001f680"
+    results = client_config(ctx, state, **{"include-password": True, "hosts-dir": hosts_dir})
+    auth = tomllib.loads(results["containerd-auth-toml"])
+    configs = auth["plugins"]["io.containerd.grpc.v1.cri"]["registry"]["configs"]
+    assert configs[f"127.0.0.1:{port}"]["auth"]["password"] == password
+    hosts = tomllib.loads(results["hosts-toml"])
+    assert hosts["host"][f"https://127.0.0.1:{port}"]["ca"] == (
+        f"{hosts_dir}/127.0.0.1:{port}/ca.crt"
+    )
 
 
 def test_no_login_results_without_basic_auth(ctx, port):
@@ -129,6 +145,11 @@ def test_no_login_results_without_basic_auth(ctx, port):
             " (lowercase letters, digits, . _ - and /)",
         ),
         ({"namespace": "air"}, "namespace: name the hosts it mirrors in mirror-of, e.g. gcr.io"),
+        (
+            {"hosts-dir": "/etc/containerd/certs.d\n[host.evil]"},
+            "hosts-dir must be an absolute path of printable characters, not"
+            " '/etc/containerd/certs.d\\n[host.evil]'",
+        ),
     ],
 )
 def test_bad_params_fail_naming_the_param(ctx, port, params, message):
