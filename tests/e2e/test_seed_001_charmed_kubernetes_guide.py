@@ -3,7 +3,8 @@
 deploy; integrate easyrsa:client; basic auth admin/password; verify the login at
 $IP:$PORT; integrate containerd; push image=k8s.gcr.io/defaultbackend-amd64:1.5
 tag=$REGISTRY/defaultbackend-amd64:1.5 (and the rest of the list); nodes pull
-$REGISTRY/...; then the proxied form: remove easyrsa, integrate haproxy:reverseproxy.
+$REGISTRY/...; then the proxied form: add-unit, remove easyrsa, integrate
+haproxy:reverseproxy (the second unit, on its own address, is haproxy's backup).
 
 k8s.gcr.io is emulated on a loopback address of its own, port 443, with a
 certificate from a test CA: the unit reaches it through its site's DNS and
@@ -22,9 +23,10 @@ import pytest
 from ops import testing
 from test_relations_e2e import client_view, configure_node
 
-from charm_context import unit_state, with_config, with_relation
+from charm_context import unit_state, website_address, with_config, with_relation
+from relations.peer import WEBSITE_ADDRESS_KEY
 from support import haproxy_charm, oci, pki, skopeo
-from support.haproxy import HAProxy
+from support.haproxy import HAProxy, servers_by_backend
 from support.node import client_config, public_registry, unit_site
 from tls_providers import answered as tls_answered
 from tls_providers import easyrsa_answer
@@ -129,8 +131,15 @@ def _the_guide(ctx, port, containerd, tmp_path, digests) -> None:
         ref = f"{registry}/{image}"
         assert containerd.pull(ref, hosts_dir=hosts_dir, user=user) == digests[image]
 
-    # Proxied registry: juju remove-relation docker-registry easyrsa:client;
+    # Proxied registry: juju deploy haproxy; juju add-unit docker-registry;
+    # juju remove-relation docker-registry easyrsa:client;
     # juju integrate docker-registry haproxy:reverseproxy
+    peer = state.get_relations("peer")[0]
+    address = website_address(1)
+    second = dataclasses.replace(
+        peer, peers_data={1: {"ingress-address": address, WEBSITE_ADDRESS_KEY: address}}
+    )
+    state = ctx.run(ctx.on.relation_joined(second, remote_unit=1), with_relation(state, second))
     state = ctx.run(ctx.on.relation_broken(state.get_relation(easyrsa.id)), state)
     state = dataclasses.replace(
         state, relations={r for r in state.relations if r.id != easyrsa.id}
@@ -148,12 +157,23 @@ def _the_guide(ctx, port, containerd, tmp_path, digests) -> None:
         f"Ready at {proxied} (http, proxied; containerd nodes need TLS)."
     )
     databag = state.get_relation(website.id).local_unit_data
-    services = haproxy_charm.services({"docker-registry/0": databag})
+    # The follower publishes nothing: haproxy lists each unit once, from the leader's stanza.
+    services = haproxy_charm.services({"docker-registry/0": databag, "docker-registry/1": {}})
     assert services is not None
+    (service,) = [s for s in services if s.servers]
+    assert [(name, address) for name, address, _, _ in service.servers] == [
+        ("docker-registry-0", "127.0.0.1"),
+        ("docker-registry-1", website_address(1)),
+    ]
     cfg = haproxy_charm.haproxy_cfg(
         services, bind_host=PROXY_ADDRESS, stats_socket=str(tmp_path / "stats.sock")
     )
     with HAProxy(cfg, wait_ports=[port], host=PROXY_ADDRESS):
+        backends = servers_by_backend(tmp_path / "stats.sock")
+        assert [(s["svname"], s["bck"]) for servers in backends.values() for s in servers] == [
+            ("docker-registry-0", "0"),
+            ("docker-registry-1", "1"),
+        ], "one primary, one backup"
         # The push dials the unit's registry; the image is named after the proxy.
         params = {"image": f"{PUBLIC}/{IMAGES[0]}", "tag": f"{proxied}/proxied/{IMAGES[0]}"}
         ctx.run(ctx.on.action("push", params=params), state)

@@ -187,3 +187,18 @@ def test_pyright_type_checks():
 
 def test_config_yaml_is_what_the_charm_loads():
     assert yaml.safe_load((PROJECT / "config.yaml").read_text()) == CONFIG
+
+
+def test_the_readme_folder_map_names_every_module():
+    readme = (PROJECT / "README.md").read_text()
+    folder_map = readme[readme.index("```text\nsrc/") : readme.index("bench/  ")]
+    listed = {
+        line.split()[0]
+        for line in folder_map.splitlines()
+        if line.strip().split(" ")[0].endswith((".py", "/"))
+    }
+    modules = {p.name for p in (PROJECT / "src").rglob("*.py") if p.name != "__init__.py"}
+    folders = {
+        f"{p.name}/" for p in (PROJECT / "src").iterdir() if p.is_dir() and p.name[0] != "_"
+    }
+    assert modules | folders <= listed, sorted((modules | folders) - listed)

@@ -253,7 +253,10 @@ def test_client_config_with_tls_auth_and_mirrors(ctx, port):
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"hosts-dir": "certs.d"}, "hosts-dir must be an absolute path, not 'certs.d'"),
+        (
+            {"hosts-dir": "certs.d"},
+            "hosts-dir must be an absolute path of printable characters, not 'certs.d'",
+        ),
         ({"mirror-of": "https://docker.io"}, "mirror-of: 'https://docker.io' is not a registry"),
     ],
 )
