@@ -24,13 +24,7 @@ from support import plans
 from support.files import snapshot
 
 DROPIN_DIRECTIVES = {
-    "[Service]",
-    "Restart=on-failure",
-    "RestartSec=5s",
-    "KillSignal=SIGTERM",
-    "TimeoutStopSec=90s",
-    'Environment="GOGC=400"',
-    "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+    *plans.DROPIN_DIRECTIVES,
     "UMask=0007",
     "EnvironmentFile=/etc/docker/registry/environment",
 }

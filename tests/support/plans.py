@@ -34,3 +34,20 @@ def plan(
         proxy_addresses=proxy_addresses,
         client_auth=client_auth,
     )
+
+
+DROPIN_DIRECTIVES = (
+    "[Service]",
+    "Restart=on-failure",
+    "RestartSec=5s",
+    "KillSignal=SIGTERM",
+    "TimeoutStopSec=90s",
+    'Environment="GOGC=400"',
+    "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+)
+"""The registry's drop-in, in order, with no proxy and no cache-mirrors."""
+
+
+def directives(text: str) -> list[str]:
+    """The lines of a unit file or environment file that are neither blank nor comments."""
+    return [line for line in text.splitlines() if line and not line.startswith("#")]

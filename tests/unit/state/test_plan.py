@@ -11,7 +11,7 @@ from charm import DockerRegistryCharm
 from charm_context import CONFIG, b64
 from state.config import CharmConfig, InvalidConfigError
 from support import pki
-from support.plans import UNIT_ROOT, plan
+from support.plans import DROPIN_DIRECTIVES, UNIT_ROOT, directives, plan
 
 ROOT = UNIT_ROOT
 
@@ -235,21 +235,6 @@ def test_tls_from_config_blobs():
     assert p.tls.ca_pem == ca.cert_pem.decode()
 
 
-DROPIN_DIRECTIVES = [
-    "[Service]",
-    "Restart=on-failure",
-    "RestartSec=5s",
-    "KillSignal=SIGTERM",
-    "TimeoutStopSec=90s",
-    'Environment="GOGC=400"',
-    "AmbientCapabilities=CAP_NET_BIND_SERVICE",
-]
-
-
-def directives(unit: str) -> list[str]:
-    return [line for line in unit.splitlines() if line and not line.startswith("#")]
-
-
 @pytest.mark.parametrize(
     ("options", "environment"),
     [
@@ -267,7 +252,7 @@ def directives(unit: str) -> list[str]:
 def test_dropin_restarts_on_failure_and_proxies_go_to_a_file(options, environment):
     p = plan(**options)
     if environment is None:
-        assert directives(p.dropin) == DROPIN_DIRECTIVES
+        assert directives(p.dropin) == list(DROPIN_DIRECTIVES)
         assert p.environment is None
     else:
         assert directives(p.dropin) == [

@@ -17,6 +17,7 @@ import pytest
 from state.config import CharmConfig, InvalidConfigError
 from state.plan import RegistryPlan
 from support import plans
+from support.plans import DROPIN_DIRECTIVES, directives
 
 PACKAGED_UNIT = Path("/lib/systemd/system/docker-registry.service")
 
@@ -24,16 +25,6 @@ PACKAGED_UNIT = Path("/lib/systemd/system/docker-registry.service")
 def plan(root: Path, **options: Any) -> RegistryPlan:
     return plans.plan(root=root, address="127.0.0.1", listen_host="127.0.0.1", **options)
 
-
-DROPIN = [
-    "[Service]",
-    "Restart=on-failure",
-    "RestartSec=5s",
-    "KillSignal=SIGTERM",
-    "TimeoutStopSec=90s",
-    'Environment="GOGC=400"',
-    "AmbientCapabilities=CAP_NET_BIND_SERVICE",
-]
 
 INJECTIONS = [
     "http://p:1/\nExecStartPre=+/bin/sh -c 'id > /tmp/owned'",
@@ -46,10 +37,6 @@ INJECTIONS = [
     "http://p:1/\x00",
     "http://p\u2028:1/",
 ]
-
-
-def directives(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line and not line.startswith("#")]
 
 
 @pytest.mark.parametrize("value", INJECTIONS)
@@ -90,7 +77,10 @@ def test_the_drop_in_systemd_reads_is_exactly_ours(tmp_path, proxy):
     shutil.copy(PACKAGED_UNIT, units)
     (units / "docker-registry.service.d/10-juju.conf").write_text(p.dropin)
     assert systemd_verify(units, str(units / "docker-registry.service")) == ""
-    assert directives(p.dropin) == [*DROPIN, "EnvironmentFile=/etc/docker/registry/environment"]
+    assert directives(p.dropin) == [
+        *DROPIN_DIRECTIVES,
+        "EnvironmentFile=/etc/docker/registry/environment",
+    ]
     assert p.environment is not None
     assert directives(p.environment) == [
         f'HTTPS_PROXY="{proxy}"',
@@ -113,7 +103,7 @@ def test_the_mirror_unit_and_its_drop_in_verify(tmp_path):
     assert systemd_verify(units, "docker-registry-mirror@docker.io.service") == ""
     assert "AmbientCapabilities=CAP_NET_BIND_SERVICE" in directives(p.front.unit)
     assert directives(p.dropin) == [
-        *DROPIN,
+        *DROPIN_DIRECTIVES,
         "UMask=0007",
         "EnvironmentFile=/etc/docker/registry/environment",
     ]
