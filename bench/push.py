@@ -49,7 +49,7 @@ from ops import testing  # noqa: E402
 
 from charm_context import charm_context, unit_state  # noqa: E402
 from local_machine import LocalMachine  # noqa: E402
-from support import oci, skopeo  # noqa: E402
+from support import oci, pprof, skopeo  # noqa: E402
 from support.cpu import cpu_seconds  # noqa: E402
 from support.registry import RegistryProcess  # noqa: E402
 from support.wait import free_port  # noqa: E402
@@ -84,13 +84,13 @@ def load_source(layout: Path, source: RegistryProcess) -> None:
         )
 
 
-def fresh_unit(work: Path) -> tuple[LocalMachine, object, object, str]:
+def fresh_unit(work: Path, **config: object) -> tuple[LocalMachine, object, object, str]:
     """A charm unit with its registry started: (machine, ctx, state, netloc)."""
     root = Path(tempfile.mkdtemp(prefix="unit-", dir=work))
     machine = LocalMachine(root)
     ctx = charm_context(machine)
     port = free_port()
-    state = ctx.run(ctx.on.install(), unit_state(port))
+    state = ctx.run(ctx.on.install(), unit_state(port, config=config))
     return machine, ctx, state, f"127.0.0.1:{port}"
 
 
@@ -143,26 +143,32 @@ def push_all(sources: list[str], parallel: int) -> Callable[[object, object, str
     return run
 
 
+def small_images(work: Path, source: RegistryProcess, count: int) -> list[str]:
+    """`count` small images in `source` (a shared 1 MB base, 64 KB of their own): references."""
+    layout = work / "layout"
+    base = oci.make_layer(oci.random_layer(1 << 20, "small-base"), compresslevel=0)
+    for i in range(count):
+        unique = oci.make_layer(oci.random_layer(64 << 10, f"small-{i}"), compresslevel=0)
+        oci.build_image(layout, f"small{i}", layers=[base, unique])
+        skopeo.copy(
+            oci.layout_ref(layout, f"small{i}"),
+            f"docker://{source.ref(f'bench/small{i}', 'v1')}",
+            dest_tls_verify=False,
+        )
+    return [source.ref(f"bench/small{i}", "v1") for i in range(count)]
+
+
 def per_image(counts: list[int], rounds: int) -> None:
     """Small images: what each costs, in time and CPU, for several batch sizes."""
     with tempfile.TemporaryDirectory(prefix="bench-push-") as tmp, RegistryProcess() as source:
         work = Path(tmp)
-        layout = work / "layout"
-        base = oci.make_layer(oci.random_layer(1 << 20, "small-base"), compresslevel=0)
-        for i in range(max(counts)):
-            unique = oci.make_layer(oci.random_layer(64 << 10, f"small-{i}"), compresslevel=0)
-            oci.build_image(layout, f"small{i}", layers=[base, unique])
-            skopeo.copy(
-                oci.layout_ref(layout, f"small{i}"),
-                f"docker://{source.ref(f'bench/small{i}', 'v1')}",
-                dest_tls_verify=False,
-            )
+        references = small_images(work, source, max(counts))
         methods: dict[str, Callable[[object, object, str], None]] = {}
         for count in counts:
-            sources = [source.ref(f"bench/small{i}", "v1") for i in range(count)]
+            sources = references[:count]
             methods[f"{count} images, push action"] = push_all(sources, 4)
             methods[f"{count} images, sequential skopeo"] = copy_each(sources)
-        timed(work, push_all([source.ref("bench/small0", "v1")], 4))  # warm-up, untimed
+        timed(work, push_all(references[:1], 4))  # warm-up, untimed
         names = list(methods)
         measured: dict[str, list[tuple[float, float, float]]] = {name: [] for name in names}
         for round_ in range(rounds):
@@ -182,13 +188,69 @@ def per_image(counts: list[int], rounds: int) -> None:
         print(f"{count} images: push action {ratio:.2f}x faster than sequential skopeo")
 
 
+def profile(count: int, seconds: int) -> None:
+    """Where pushing `count` small images spends CPU: per process, per request, per function.
+
+    The unit's registry runs with its debug server (`prometheus-metrics`), which
+    counts its requests and profiles it for the first `seconds` of the push.
+    """
+    with tempfile.TemporaryDirectory(prefix="bench-push-") as tmp, RegistryProcess() as source:
+        work = Path(tmp)
+        sources = small_images(work, source, count)
+        timed(work, push_all(sources[:1], 4))  # warm-up, untimed
+        machine, ctx, state, netloc = fresh_unit(work, **{"prometheus-metrics": True})
+        debug = f"127.0.0.1:{state.config['debug-port']}"  # type: ignore[attr-defined]
+        assert source.pid is not None
+        try:
+            groups, sources_group = machine.process_groups(), {source.pid}
+            before = os.times(), cpu_seconds(groups), cpu_seconds(sources_group)
+            start = time.perf_counter()
+            with pprof.cpu_profile(debug, seconds, work / "registry.pprof"):
+                requests = pprof.counted(debug, lambda: push_all(sources, 4)(ctx, state, netloc))
+            took = time.perf_counter() - start
+            after = os.times(), cpu_seconds(groups), cpu_seconds(sources_group)
+            tops = [
+                pprof.top(work / "registry.pprof", nodes=25, cumulative=c) for c in (True, False)
+            ]
+        finally:
+            machine.close()
+            shutil.rmtree(machine.root, ignore_errors=True)
+    ms = 1000 / count
+    cpu = {
+        "the charm (Python: Scenario, the action)": sum(after[0][:2]) - sum(before[0][:2]),
+        "skopeo processes": sum(after[0][2:4]) - sum(before[0][2:4]),
+        "the unit's registry": after[1] - before[1],
+        "the source registry": after[2] - before[2],
+    }
+    print(f"{count} small images, push action (parallel 4): {took * ms:.1f} ms wall per image")
+    print("CPU per image:")
+    for name, seconds_used in cpu.items():
+        print(f"  {name:42s} {seconds_used * ms:6.1f} ms")
+    print(f"  {'all':42s} {sum(cpu.values()) * ms:6.1f} ms")
+    print(f"requests the unit's registry served per image ({sum(requests.values()) / count:.1f}):")
+    for name, served in sorted(requests.items(), key=lambda item: -item[1]):
+        print(f"  {name:42s} {served / count:6.2f}")
+    for order, top in zip(("cumulative", "own"), tops, strict=True):
+        print(f"the unit's registry, first {seconds} s of the push, by {order} CPU:\n{top}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Time the push action against skopeo copies.")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--parallel", type=int, nargs="*", default=[4])
     parser.add_argument("--per-image", action="store_true", help="small images, per-image cost")
     parser.add_argument("--counts", type=int, nargs="*", default=[5, 20, 50])
+    parser.add_argument(
+        "--profile",
+        type=int,
+        metavar="IMAGES",
+        help="where pushing this many small images spends CPU (needs golang-go for the profile)",
+    )
+    parser.add_argument("--profile-seconds", type=int, default=2)
     args = parser.parse_args()
+    if args.profile:
+        profile(args.profile, args.profile_seconds)
+        return
     if args.per_image:
         per_image(args.counts, args.rounds)
         return

@@ -16,7 +16,16 @@ process for every client, as heavy for either server) measures for each:
 - blob MB/s with 1, 4 and 16 clients, as a ratio to nginx in the same mode
   (the front against plain nginx);
 - manifest GETs per second with 4 clients, with the registry as it ran
-  before this tuning (GOGC=100, Go's default) measured alongside.
+  before this tuning (GOGC=100, Go's default) measured alongside;
+- the share of the machine's CPU time left idle during each run: a server
+  that is neither busy nor idle is waiting on another process.
+
+`--front-over-tcp` adds the front as the unit renders it but with the main
+registry behind it on loopback TCP instead of its unix socket (a second
+registry on the same storage and a second haproxy; not what the charm
+ships), to show what the unix socket costs a single stream. `--profile N`
+then profiles the registry (pprof, from its debug server) serving blobs to
+N clients in each variant.
 
 Rounds rotate the order; the medians are printed. The machine is shared: the
 ratios, measured side by side, are the figures; absolute numbers drift.
@@ -35,7 +44,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -46,7 +55,7 @@ from ops import testing  # noqa: E402
 
 from charm_context import b64, charm_context, unit_state  # noqa: E402
 from local_machine import LocalMachine  # noqa: E402
-from support import oci, pki, skopeo  # noqa: E402
+from support import oci, pki, pprof, skopeo  # noqa: E402
 from support._proc import ManagedProcess  # noqa: E402
 from support.cpu import cpu_seconds  # noqa: E402
 from support.registry import RegistryProcess  # noqa: E402
@@ -58,6 +67,7 @@ CLIENTS = (1, 4, 16)
 MANIFEST_CLIENTS = 4
 REPOSITORY = "bench/app"
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
+FRONT_OVER_TCP = "front over TCP (not shipped)"
 
 NGINX_CONF = """\
 daemon off;
@@ -117,11 +127,13 @@ def ab(
     argv += ["-H", f"Accept: {accept}"]
     if endpoint.auth:
         argv += ["-A", f"{USER}:{PASSWORD}"]
-    cpu = cpu_seconds(server)
+    cpu, idle = cpu_seconds(server), idle_ticks()
     out = subprocess.run(
         [*argv, endpoint.url(path)], capture_output=True, text=True, check=True
     ).stdout
     cpu = cpu_seconds(server) - cpu
+    idle_now = idle_ticks()
+    idle = (idle_now[0] - idle[0], idle_now[1] - idle[1])
     failed = int(re.search(r"Failed requests:\s+(\d+)", out)[1])  # type: ignore[index]
     non_2xx = re.search(r"Non-2xx responses:\s+(\d+)", out)
     if failed or non_2xx:
@@ -131,7 +143,14 @@ def ab(
         "rps": float(re.search(r"Requests per second:\s+([\d.]+)", out)[1]),  # type: ignore[index]
         "mbps": float(re.search(r"Transfer rate:\s+([\d.]+)", out)[1]) * 1024 / 1e6,  # type: ignore[index]
         "cpu_per_gb": cpu / (transferred / 1e9),
+        "idle": idle[0] / idle[1],
     }
+
+
+def idle_ticks() -> tuple[int, int]:
+    """The machine's (idle, total) CPU ticks so far, from /proc/stat."""
+    ticks = [int(t) for t in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return ticks[3] + ticks[4], sum(ticks)  # idle and iowait
 
 
 @contextmanager
@@ -197,16 +216,22 @@ class Unit:
         }
         self.state = self.ctx.run(self.ctx.on.install(), unit_state(self.port))
         self.base = dict(self.state.config)
-        self.current = "plain"
+        self.current = ("plain", False)
 
-    def serve(self, variant: str) -> Endpoint:
+    def serve(self, variant: str, debug_server: bool = False) -> Endpoint:
+        """Reconfigure the unit as `variant`, with its debug server (metrics, pprof) if asked."""
         config, endpoint = self.configs[variant]
-        if variant != self.current:
-            state = dataclasses.replace(self.state, config={**self.base, **config})
+        if (variant, debug_server) != self.current:
+            config = {**self.base, **config, "prometheus-metrics": debug_server}
+            state = dataclasses.replace(self.state, config=config)
             self.state = self.ctx.run(self.ctx.on.config_changed(), state)
             assert isinstance(self.state.unit_status, testing.ActiveStatus), self.state.unit_status
-            self.current = variant
+            self.current = (variant, debug_server)
         return endpoint
+
+    @property
+    def debug_netloc(self) -> str:
+        return f"127.0.0.1:{self.state.config['debug-port']}"
 
     @property
     def storage(self) -> Path:
@@ -245,6 +270,57 @@ def untuned_registry(unit: Unit, work: Path) -> Iterator[tuple[Endpoint, set[int
         process.stop()
 
 
+@contextmanager
+def front_over_tcp(unit: Unit, work: Path) -> Iterator[tuple[Endpoint, set[int]]]:
+    """The unit's front as rendered, but its main registry on loopback TCP (not shipped)."""
+    unit.serve("front")
+    registry_port, front_port = free_port(), free_port()
+    config = yaml.safe_load(unit.config_path.read_text())
+    del config["http"]["net"]
+    config["http"]["addr"] = f"127.0.0.1:{registry_port}"
+    config_path = work / "tcp-backend.yml"
+    config_path.write_text(yaml.safe_dump(config))
+    front = (unit.machine.root / "etc/haproxy/haproxy.cfg").read_text()
+    front = re.sub(r"(?m)^    bind .*$", f"    bind 127.0.0.1:{front_port}", front)
+    front = re.sub(r"(?m)^    http-request lua.await_socket .*$", "", front)
+    server = f"    server registry 127.0.0.1:{registry_port}"
+    front = re.sub(r"(?m)^    server registry .*$", server, front)
+    front_path = work / "tcp-front.cfg"
+    front_path.write_text(front)
+    registry = ManagedProcess(
+        ["docker-registry", "serve", str(config_path)],
+        name="registry on TCP",
+        log_path=work / "tcp-backend.log",
+        env={**os.environ, "GOGC": "400"},
+    )
+    haproxy = ManagedProcess(
+        ["haproxy", "-f", str(front_path), "-db"], name="haproxy", log_path=work / "tcp-front.log"
+    )
+    registry.start()
+    haproxy.start()
+    try:
+        for port in (registry_port, front_port):
+            wait_for(lambda p=port: port_open("127.0.0.1", p), timeout=15, what="the TCP front")
+        assert registry.pid is not None
+        assert haproxy.pid is not None
+        yield Endpoint("http", front_port, auth=False), {registry.pid, haproxy.pid}
+    finally:
+        haproxy.stop()
+        registry.stop()
+
+
+def profile_blobs(unit: Unit, work: Path, blob: str, clients: int, seconds: int) -> dict[str, str]:
+    """Where the unit's (main) registry spends CPU serving blobs, per variant: pprof's top."""
+    tops = {}
+    for variant in unit.configs:
+        endpoint = unit.serve(variant, debug_server=True)
+        path = work / f"{variant.replace(' ', '')}.pprof"
+        with pprof.cpu_profile(unit.debug_netloc, seconds, path):
+            ab(endpoint, blob, clients, seconds + 0.5, unit.machine.process_groups())
+        tops[variant] = pprof.top(path, nodes=12)
+    return tops
+
+
 def push_image(work: Path, unit: Unit) -> tuple[str, str]:
     """An image with one 64 MB layer of random bytes in the unit: (layer path, manifest path)."""
     layout = work / "layout"
@@ -267,6 +343,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Registry pull throughput against nginx.")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument(
+        "--front-over-tcp",
+        action="store_true",
+        help="also the front with its main registry on loopback TCP (not shipped)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        metavar="CLIENTS",
+        help="then profile the registry serving blobs to this many clients (needs golang-go)",
+    )
     args = parser.parse_args()
     if shutil.which("nginx") is None:
         sys.exit("nginx is not installed: apt-get install nginx-light")
@@ -294,16 +381,25 @@ def main() -> None:
                             value
                         )
 
-            with nginx(work, blobs, work / "nginx.crt", work / "nginx.key", htpasswd) as ref:
-                reference, nginx_group = ref
+            with ExitStack() as stack:
+                reference, nginx_group = stack.enter_context(
+                    nginx(work, blobs, work / "nginx.crt", work / "nginx.key", htpasswd)
+                )
                 variants = list(unit.configs)
+                over_tcp = None
+                if args.front_over_tcp:
+                    over_tcp = stack.enter_context(front_over_tcp(unit, work))
+                    variants.append(FRONT_OVER_TCP)
                 for round_ in range(args.rounds):
                     order = variants[round_ % len(variants) :] + variants[: round_ % len(variants)]
                     for variant in order:
-                        servers = {
-                            "registry": (unit.serve(variant), unit.machine.process_groups()),
-                            "nginx": (reference[variant.replace("front", "plain")], nginx_group),
-                        }
+                        ours = (
+                            over_tcp
+                            if over_tcp and variant == FRONT_OVER_TCP
+                            else (unit.serve(variant), unit.machine.process_groups())
+                        )
+                        theirs = "plain" if variant.startswith("front") else variant
+                        servers = {"registry": ours, "nginx": (reference[theirs], nginx_group)}
                         for clients in CLIENTS:
                             measure(variant, f"blob {clients}", servers, blob, clients)
                         measure(variant, "manifests", servers, manifest, MANIFEST_CLIENTS)
@@ -313,9 +409,15 @@ def main() -> None:
                             "registry": (unit.serve("plain"), unit.machine.process_groups()),
                         }
                         measure("GOGC", "manifests", servers, manifest, MANIFEST_CLIENTS)
+            profiles = {}
+            if args.profile:
+                seconds = max(1, round(args.seconds))
+                profiles = profile_blobs(unit, work, blob, args.profile, seconds)
         finally:
             unit.close()
     report(results)
+    for variant, top in profiles.items():
+        print(f"the registry serving blobs to {args.profile} clients, {variant}:\n{top}")
 
 
 def report(results: dict[tuple[str, str], list[float]]) -> None:
@@ -334,10 +436,11 @@ def report(results: dict[tuple[str, str], list[float]]) -> None:
             cpu, cpu_nginx = (
                 median(variant, f"{s} {name} cpu_per_gb") for s in ("registry", "nginx")
             )
+            idle, idle_nginx = (median(variant, f"{s} {name} idle") for s in ("registry", "nginx"))
             print(
                 f"{variant:11s} {clients:2d} client(s): {ours:6.0f} / {theirs:6.0f} MB/s "
                 f"({ours / theirs:4.2f}x); {cpu:5.2f} / {cpu_nginx:5.2f} CPU-s/GB "
-                f"({cpu / cpu_nginx:4.2f}x)"
+                f"({cpu / cpu_nginx:4.2f}x); machine idle {idle:4.0%} / {idle_nginx:4.0%}"
             )
     for variant in variants:
         ours, theirs = (median(variant, f"{s} manifests rps") for s in ("registry", "nginx"))

@@ -7,8 +7,11 @@ test relies on (hosts.toml routing, CA trust, credentials) is really what made i
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from support import CommandError, oci, pki, skopeo
+from support import CommandError, oci, pki, pprof, skopeo
 from support.containerd import Containerd, HostEndpoint, write_hosts_toml
 from support.haproxy import HAProxy, simple_proxy_cfg
 from support.registry import RegistryProcess
@@ -265,3 +268,21 @@ def test_pull_through_cache_registry(
             for layer_digest in _layer_digests(layout, digest):
                 hexdigest = layer_digest.split(":", 1)[1]
                 assert (blobs / hexdigest[:2] / hexdigest / "data").is_file()
+
+
+def test_pprof_counts_a_registrys_requests_and_profiles_it(tmp_path: Path):
+    """The benchmarks' profiles: request counts from /metrics and a pprof CPU profile."""
+    debug = f"127.0.0.1:{free_port()}"
+    metrics = {"addr": debug, "prometheus": {"enabled": True, "path": "/metrics"}}
+    with RegistryProcess(extra_config={"http": {"debug": metrics}}) as registry:
+
+        def two_requests() -> None:
+            for path in ("/v2/", "/v2/nothing/manifests/v1"):
+                with contextlib.suppress(urllib.error.HTTPError):
+                    urllib.request.urlopen(registry.url + path, timeout=10).close()
+
+        profile = tmp_path / "registry.pprof"
+        with pprof.cpu_profile(debug, 1, profile):
+            counted = pprof.counted(debug, two_requests)
+    assert counted == {"base get 200": 1, "manifest get 404": 1}
+    assert profile.read_bytes()[:2] == b"\x1f\x8b"  # pprof's gzipped protobuf

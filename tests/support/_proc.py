@@ -226,6 +226,11 @@ class ServerFixture:
     def log_tail(self, limit: int = 4000) -> str:
         return self._proc.log_tail(limit) if self._proc else ""
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process (and process group), while it runs."""
+        return self._proc.pid if self._proc else None
+
     def stop(self) -> None:
         if self._proc is not None:
             self._proc.stop()
