@@ -84,7 +84,7 @@ def load_source(layout: Path, source: RegistryProcess) -> None:
         )
 
 
-def fresh_unit(work: Path, **config: object) -> tuple[LocalMachine, object, object, str]:
+def fresh_unit(work: Path, config: dict | None = None) -> tuple[LocalMachine, object, object, str]:
     """A charm unit with its registry started: (machine, ctx, state, netloc)."""
     root = Path(tempfile.mkdtemp(prefix="unit-", dir=work))
     machine = LocalMachine(root)
@@ -198,7 +198,7 @@ def profile(count: int, seconds: int) -> None:
         work = Path(tmp)
         sources = small_images(work, source, count)
         timed(work, push_all(sources[:1], 4))  # warm-up, untimed
-        machine, ctx, state, netloc = fresh_unit(work, **{"prometheus-metrics": True})
+        machine, ctx, state, netloc = fresh_unit(work, {"prometheus-metrics": True})
         debug = f"127.0.0.1:{state.config['debug-port']}"  # type: ignore[attr-defined]
         assert source.pid is not None
         try:

@@ -60,6 +60,7 @@ from support._proc import ManagedProcess  # noqa: E402
 from support.cpu import cpu_seconds  # noqa: E402
 from support.registry import RegistryProcess  # noqa: E402
 from support.wait import free_port, port_open, wait_for  # noqa: E402
+from workload.registry import SERVICE  # noqa: E402
 
 USER, PASSWORD = "bench", "bench-Secret-1"
 BLOB_BYTES = 64 << 20
@@ -247,27 +248,37 @@ class Unit:
 
 
 @contextmanager
+def registry_beside(
+    unit: Unit, work: Path, name: str, config: dict, port: int, **env: str
+) -> Iterator[int]:
+    """A registry process beside the unit's, from `config`, with the unit's environment
+    (its drop-in's) changed by `env`, answering on `port`: its process group."""
+    config_path = work / f"{name}.yml"
+    config_path.write_text(yaml.safe_dump(config))
+    process = ManagedProcess(
+        ["docker-registry", "serve", str(config_path)],
+        name=name,
+        log_path=work / f"{name}.log",
+        env={**os.environ, **unit.machine.environment(SERVICE), **env},
+    )
+    process.start()
+    try:
+        wait_for(lambda: port_open("127.0.0.1", port), timeout=15, what=name)
+        assert process.pid is not None
+        yield process.pid
+    finally:
+        process.stop()
+
+
+@contextmanager
 def untuned_registry(unit: Unit, work: Path) -> Iterator[tuple[Endpoint, set[int]]]:
     """The unit's plain registry as it ran before this tuning: Go's default GOGC, own port."""
     unit.serve("plain")
     port = free_port()
-    config = unit.config_path.read_text().replace(f":{unit.port}", f":{port}")
-    config_path = work / "untuned.yml"
-    config_path.write_text(config)
-    env = {**os.environ, "GOGC": "100"}
-    process = ManagedProcess(
-        ["docker-registry", "serve", str(config_path)],
-        name="registry (GOGC=100)",
-        log_path=work / "untuned.log",
-        env=env,
-    )
-    process.start()
-    try:
-        wait_for(lambda: port_open("127.0.0.1", port), timeout=15, what="the untuned registry")
-        assert process.pid is not None
-        yield Endpoint("http", port, auth=False), {process.pid}
-    finally:
-        process.stop()
+    config = yaml.safe_load(unit.config_path.read_text())
+    config["http"]["addr"] = f"127.0.0.1:{port}"
+    with registry_beside(unit, work, "untuned", config, port, GOGC="100") as pid:
+        yield Endpoint("http", port, auth=False), {pid}
 
 
 @contextmanager
@@ -278,8 +289,6 @@ def front_over_tcp(unit: Unit, work: Path) -> Iterator[tuple[Endpoint, set[int]]
     config = yaml.safe_load(unit.config_path.read_text())
     del config["http"]["net"]
     config["http"]["addr"] = f"127.0.0.1:{registry_port}"
-    config_path = work / "tcp-backend.yml"
-    config_path.write_text(yaml.safe_dump(config))
     front = (unit.machine.root / "etc/haproxy/haproxy.cfg").read_text()
     front = re.sub(r"(?m)^    bind .*$", f"    bind 127.0.0.1:{front_port}", front)
     front = re.sub(r"(?m)^    http-request lua.await_socket .*$", "", front)
@@ -287,26 +296,17 @@ def front_over_tcp(unit: Unit, work: Path) -> Iterator[tuple[Endpoint, set[int]]
     front = re.sub(r"(?m)^    server registry .*$", server, front)
     front_path = work / "tcp-front.cfg"
     front_path.write_text(front)
-    registry = ManagedProcess(
-        ["docker-registry", "serve", str(config_path)],
-        name="registry on TCP",
-        log_path=work / "tcp-backend.log",
-        env={**os.environ, "GOGC": "400"},
-    )
     haproxy = ManagedProcess(
         ["haproxy", "-f", str(front_path), "-db"], name="haproxy", log_path=work / "tcp-front.log"
     )
-    registry.start()
-    haproxy.start()
-    try:
-        for port in (registry_port, front_port):
-            wait_for(lambda p=port: port_open("127.0.0.1", p), timeout=15, what="the TCP front")
-        assert registry.pid is not None
-        assert haproxy.pid is not None
-        yield Endpoint("http", front_port, auth=False), {registry.pid, haproxy.pid}
-    finally:
-        haproxy.stop()
-        registry.stop()
+    with registry_beside(unit, work, "tcp-backend", config, registry_port) as registry:
+        haproxy.start()
+        try:
+            wait_for(lambda: port_open("127.0.0.1", front_port), timeout=15, what="haproxy")
+            assert haproxy.pid is not None
+            yield Endpoint("http", front_port, auth=False), {registry, haproxy.pid}
+        finally:
+            haproxy.stop()
 
 
 def profile_blobs(unit: Unit, work: Path, blob: str, clients: int, seconds: int) -> dict[str, str]:
