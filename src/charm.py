@@ -21,7 +21,13 @@ import ops
 from relations import cert_provider, docker_registry, peer, website
 from state.config import CharmConfig, InvalidConfigError, secret_uris
 from state.front import SERVICE_TEMPLATE
-from state.plan import PlanError, RegistryPlan, plan_registry, template_environment
+from state.plan import (
+    PlanError,
+    PlanInputs,
+    RegistryPlan,
+    plan_registry,
+    template_environment,
+)
 from state.settings import is_absolute_url
 from state.tls import Checked, ServerTLS
 from workload import established
@@ -167,19 +173,21 @@ class DockerRegistryCharm(ops.CharmBase):
         maintenance: bool,
     ) -> RegistryPlan:
         return plan_registry(
-            config,
-            templates=self.templates,
-            root=self.registry.machine.root,
-            listen_host=self.registry.machine.listen_host,
-            realm=self.app.name,
-            http_secret=http_secret,
-            unit_address=self._unit_address(),
-            primary_address=self.units[0].address,
-            proxy_addresses=website.proxy_addresses(self),
-            relation_tls=relation_tls if isinstance(relation_tls, ServerTLS) else None,
-            maintenance=maintenance,
-            client_auth=config.tls_client_auth == "on"
-            or (config.tls_client_auth == "" and self._stored.established_client_auth),
+            PlanInputs(
+                config,
+                templates=self.templates,
+                root=self.registry.machine.root,
+                listen_host=self.registry.machine.listen_host,
+                realm=self.app.name,
+                http_secret=http_secret,
+                unit_address=self._unit_address(),
+                primary_address=self.units[0].address,
+                proxy_addresses=tuple(website.proxy_addresses(self)),
+                relation_tls=relation_tls if isinstance(relation_tls, ServerTLS) else None,
+                maintenance=maintenance,
+                client_auth=config.tls_client_auth == "on"
+                or (config.tls_client_auth == "" and self._stored.established_client_auth),
+            )
         )
 
     @functools.cached_property

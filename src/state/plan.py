@@ -1,14 +1,16 @@
 """Decides what the registry on this unit should look like.
 
-`plan_registry` turns validated config, the shared http secret and TLS from
-a relation into a `RegistryPlan`: the rendered files and the facts the
-charm reports. It does no I/O besides reading templates, so the same inputs
+`plan_registry` turns `PlanInputs` (validated config, the shared http secret,
+this unit and TLS from a relation) into a `RegistryPlan`: the rendered files
+and the facts the charm reports. Each part is decided by its own function:
+where clients reach it (`plan_address`), TLS (`plan_tls`), storage
+(`plan_storage`), the outbound proxy (`plan_environment`) and the front
+(`state/front.py`). It does no I/O besides reading templates, so the same inputs
 give the same plan, which is what makes applying it idempotent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -191,40 +193,89 @@ def check_scheme(scheme: str, tls: ServerTLS | None, config: CharmConfig) -> Non
         raise PlanError(f"http-host: http:// but the registry serves TLS ({source})")
 
 
-def plan_registry(
-    config: CharmConfig,
-    *,
-    templates: jinja2.Environment,
-    root: Path,
-    listen_host: str,
-    realm: str,
-    http_secret: str,
-    unit_address: str,
-    primary_address: str,
-    proxy_addresses: Sequence[str] = (),
-    relation_tls: ServerTLS | None = None,
-    maintenance: bool = False,
-    client_auth: bool = False,
-) -> RegistryPlan:
-    """The registry this unit should run.
+@dataclass(frozen=True)
+class PlanInputs:
+    """Everything the plan is decided from: validated config, this unit and its relations.
 
-    Clients reach it at `http-host` when set, else through the first proxy, else at
-    the oldest unit (`primary_address`), so that every unit tells clients the
-    same thing. TLS from the config blobs wins over a certificate from the
-    cert-provider relation: an operator who set blobs chose them on purpose.
-    `maintenance` makes the storage read-only (for garbage collection)
-    whatever the config. `client_auth` requires client certificates signed
-    by the CA (when there is one).
+    One value, so that each part of the plan (`plan_address`, `plan_tls`,
+    `plan_storage`, the front) takes what it needs from the same place.
     """
 
-    def on_host(path: str) -> Path:
-        return root / path.lstrip("/")
+    config: CharmConfig
+    templates: jinja2.Environment
+    root: Path
+    """Where the unit's file system is: `/` on a unit, a folder in tests."""
+    listen_host: str
+    realm: str
+    http_secret: str = field(repr=False)
+    unit_address: str
+    primary_address: str
+    """The oldest unit's address: what every unit tells clients without a proxy."""
+    proxy_addresses: tuple[str, ...] = ()
+    relation_tls: ServerTLS | None = field(default=None, repr=False)
+    maintenance: bool = False
+    """Read-only storage whatever the config (for garbage collection)."""
+    client_auth: bool = False
+    """Require client certificates signed by the CA (when there is one)."""
 
-    tls = config.tls or relation_tls
-    scheme = "https" if tls else "http"
+    def on_host(self, path: str) -> Path:
+        """`path` on the unit's file system."""
+        return self.root / path.lstrip("/")
+
+
+@dataclass(frozen=True)
+class TLSPlan:
+    """How the registry serves TLS: the material, where it goes, whom it admits."""
+
+    tls: ServerTLS | None
+    paths: TLSPaths
+    client_ca: Path | None
+    """With mutual TLS, the CAs file whose clients are admitted."""
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where clients reach the registry."""
+
+    netloc: str
+    url: str
+
+
+@dataclass(frozen=True)
+class StoragePlan:
+    """The main registry's storage parameters, and its data folder when on local disk."""
+
+    data_dir: Path | None
+    params: dict
+
+
+def plan_tls(inputs: PlanInputs) -> TLSPlan:
+    """TLS from the config blobs wins over a certificate from cert-provider.
+
+    An operator who set blobs chose them on purpose.
+    """
+    config = inputs.config
+    tls = config.tls or inputs.relation_tls
+    client_ca = (
+        inputs.on_host(CLIENT_CAS_PATH) if inputs.client_auth and tls and tls.ca_pem else None
+    )
+    paths = TLSPaths(
+        inputs.on_host(config.tls_cert_path),
+        inputs.on_host(config.tls_key_path),
+        inputs.on_host(config.tls_ca_path),
+    )
+    return TLSPlan(tls=tls, paths=paths, client_ca=client_ca)
+
+
+def plan_address(inputs: PlanInputs, tls: ServerTLS | None) -> Address:
+    """Clients reach the registry at `http-host`, else the first proxy, else the oldest unit.
+
+    So every unit tells clients the same thing. The certificate must name that host.
+    """
+    config = inputs.config
     for source, address in (
-        *(("website", proxy) for proxy in proxy_addresses),
-        ("peer", primary_address),
+        *(("website", proxy) for proxy in inputs.proxy_addresses),
+        ("peer", inputs.primary_address),
     ):
         if not is_host(address):
             raise PlanError(f"{source}: {address[:64]!r} is not an IP address or host name")
@@ -234,33 +285,61 @@ def plan_registry(
         url = config.http_host.rstrip("/")
         check_scheme(parts.scheme, tls, config)
     else:
-        host = proxy_addresses[0] if proxy_addresses else primary_address
-        reached = "the proxy on website" if proxy_addresses else "the unit"
+        host = inputs.proxy_addresses[0] if inputs.proxy_addresses else inputs.primary_address
+        reached = "the proxy on website" if inputs.proxy_addresses else "the unit"
         netloc = (
             f"[{host}]:{config.registry_port}" if ":" in host else f"{host}:{config.registry_port}"
         )
-        url = f"{scheme}://{netloc}"
+        url = f"{'https' if tls else 'http'}://{netloc}"
     if tls and not tls.names_host(host):
         source = "tls-cert-blob" if config.tls else "cert-provider"
         raise PlanError(
             f"{source}: the certificate does not name {host}, where clients reach the"
             f" registry ({reached})"
         )
-    tls_paths = TLSPaths(
-        on_host(config.tls_cert_path), on_host(config.tls_key_path), on_host(config.tls_ca_path)
-    )
-    client_ca = on_host(CLIENT_CAS_PATH) if client_auth and tls and tls.ca_pem else None
-    storage = config.storage
-    data_dir = None if storage.shared else on_host(DATA_DIR)
-    storage_params = dict(storage.params) if storage.shared else {"rootdirectory": str(data_dir)}
+    return Address(netloc=netloc, url=url)
+
+
+def plan_storage(inputs: PlanInputs) -> StoragePlan:
+    """Object storage is shared by every unit; a filesystem lives in the unit's data folder."""
+    storage = inputs.config.storage
+    if storage.shared:
+        return StoragePlan(data_dir=None, params=dict(storage.params))
+    data_dir = inputs.on_host(DATA_DIR)
+    return StoragePlan(data_dir=data_dir, params={"rootdirectory": str(data_dir)})
+
+
+def plan_environment(config: CharmConfig) -> dict[str, str]:
+    """The services' environment: the outbound proxy for upstreams, never for loopback."""
+    environment = {
+        name: value
+        for name, value in (
+            ("HTTP_PROXY", config.registry_http_proxy),
+            ("HTTPS_PROXY", config.registry_https_proxy),
+        )
+        if value
+    }
+    if environment:
+        environment["NO_PROXY"] = NO_PROXY
+    return environment
+
+
+def plan_registry(inputs: PlanInputs) -> RegistryPlan:
+    """The registry this unit should run, with the front and mirrors when there are any."""
+    config = inputs.config
+    templates = inputs.templates
+    tls_plan = plan_tls(inputs)
+    tls, client_ca = tls_plan.tls, tls_plan.client_ca
+    address = plan_address(inputs, tls)
+    storage = plan_storage(inputs)
     ports = (config.registry_port,)
     if config.prometheus_metrics:
         ports += (config.debug_port,)
     paths = {
-        "config_path": on_host(CONFIG_PATH),
-        "htpasswd_path": on_host(HTPASSWD_PATH),
-        "token_root_certs_path": on_host(TOKEN_ROOT_CERTS_PATH),
-        "dropin_path": on_host(DROPIN_PATH),
+        "config_path": inputs.on_host(CONFIG_PATH),
+        "htpasswd_path": inputs.on_host(HTPASSWD_PATH),
+        "token_root_certs_path": inputs.on_host(TOKEN_ROOT_CERTS_PATH),
+        "dropin_path": inputs.on_host(DROPIN_PATH),
     }
 
     def render_registry(
@@ -275,72 +354,65 @@ def plan_registry(
         """A registry's config.yml; the main one on TCP or, behind haproxy, a socket."""
         return templates.get_template("config.yml.j2").render(
             config=config,
-            realm=realm,
-            http_secret=http_secret,
+            realm=inputs.realm,
+            http_secret=inputs.http_secret,
             net="unix" if socket else None,
-            addr=str(socket) if socket else f"{listen_host}:{config.registry_port}",
+            addr=str(socket) if socket else f"{inputs.listen_host}:{config.registry_port}",
             debug_addr=debug_addr,
             tls=tls,
-            tls_paths=tls_paths,
+            tls_paths=tls_plan.paths,
             client_ca=client_ca,
             upstream=upstream,
-            storage_driver=storage.driver,
+            storage_driver=config.storage.driver,
             storage_params=storage_params,
             read_only=read_only,
             **paths,
         )
 
-    read_only = config.storage_read_only or maintenance
+    read_only = config.storage_read_only or inputs.maintenance
     front = None
     if config.mirrors:
         front = plan_front(
             config.mirrors,
             templates=templates,
-            root=root,
-            listen_host=listen_host,
+            root=inputs.root,
+            listen_host=inputs.listen_host,
             port=config.registry_port,
             tls=tls,
             client_ca=client_ca,
-            storage=storage,
-            data_dir=data_dir,
+            storage=config.storage,
+            data_dir=storage.data_dir,
             render_registry=render_registry,
         )
     config_yaml = render_registry(
         front.registry_socket if front else None,
         config.cache,
-        storage_params,
+        storage.params,
         # haproxy terminates TLS when there is a front.
         tls=None if front else tls,
-        debug_addr=f"{listen_host}:{config.debug_port}" if config.prometheus_metrics else None,
+        debug_addr=f"{inputs.listen_host}:{config.debug_port}"
+        if config.prometheus_metrics
+        else None,
         read_only=read_only,
     )
-    proxy_environment = {
-        name: value
-        for name, value in (
-            ("HTTP_PROXY", config.registry_http_proxy),
-            ("HTTPS_PROXY", config.registry_https_proxy),
-        )
-        if value
-    }
-    if proxy_environment:
-        proxy_environment["NO_PROXY"] = NO_PROXY
+    environment = plan_environment(config)
     dropin = templates.get_template("dropin.conf.j2").render(
-        environment_path=ENVIRONMENT_PATH if proxy_environment else None,
+        environment_path=ENVIRONMENT_PATH if environment else None,
         umask=front and UMASK,
     )
     return RegistryPlan(
         config_yaml=config_yaml,
         dropin=dropin,
-        environment=systemd_environment_file(proxy_environment) if proxy_environment else None,
-        environment_path=on_host(ENVIRONMENT_PATH),
-        data_dir=data_dir,
-        tls_paths=tls_paths,
+        environment=systemd_environment_file(environment) if environment else None,
+        environment_path=inputs.on_host(ENVIRONMENT_PATH),
+        data_dir=storage.data_dir,
+        tls_paths=tls_plan.paths,
         port=config.registry_port,
         ports=ports,
-        netloc=netloc,
-        url=url,
-        proxy_addresses=tuple(proxy_addresses),
-        unit_address=unit_address,
+        netloc=address.netloc,
+        url=address.url,
+        proxy_addresses=inputs.proxy_addresses,
+        unit_address=inputs.unit_address,
         basic_auth=config.basic_auth,
         token_auth=config.token_auth,
         tls=tls,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from state.config import CharmConfig
-from state.plan import RegistryPlan, plan_registry, template_environment
+from state.plan import PlanInputs, RegistryPlan, plan_registry, template_environment
 
 TEMPLATES = template_environment(Path(__file__).resolve().parents[2])
 UNIT_ROOT = Path("/unit-root")
@@ -23,16 +23,18 @@ def plan(
 ) -> RegistryPlan:
     """The plan of a unit at `address` for `config` (or the options given by field name)."""
     return plan_registry(
-        config or CharmConfig(**options),  # type: ignore[arg-type]
-        templates=TEMPLATES,
-        root=root,
-        listen_host=listen_host,
-        realm="docker-registry",
-        http_secret="s3cr3t",
-        unit_address=address,
-        primary_address=address,
-        proxy_addresses=proxy_addresses,
-        client_auth=client_auth,
+        PlanInputs(
+            config or CharmConfig(**options),  # type: ignore[arg-type]
+            templates=TEMPLATES,
+            root=root,
+            listen_host=listen_host,
+            realm="docker-registry",
+            http_secret="s3cr3t",
+            unit_address=address,
+            primary_address=address,
+            proxy_addresses=proxy_addresses,
+            client_auth=client_auth,
+        )
     )
 
 
