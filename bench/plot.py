@@ -45,6 +45,11 @@ def nice_ceiling(value: float) -> float:
     return 10 * power
 
 
+def label(value: float) -> str:
+    """A value as a bar's label: whole numbers from 100 up, three digits below."""
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 def text(x: float, y: float, body: str, size: int = 11, anchor: str = "middle", **extra) -> str:
     attributes = "".join(f' {k.replace("_", "-")}="{v}"' for k, v in extra.items())
     return (
@@ -66,7 +71,8 @@ def bar_chart(
     top_value = nice_ceiling(
         max(v for groups in panels.values() for bars in groups.values() for v in bars.values())
     )
-    width = LEFT + PANEL_WIDTH * len(panels) + 10
+    # Wide enough for the caption too (about 6 px a character at size 10).
+    width = max(LEFT + PANEL_WIDTH * len(panels) + 10, *(6 * len(line) + 20 for line in caption))
     plot_height = HEIGHT - TOP - 40
     height = HEIGHT + 16 * len(caption) + 10
 
@@ -79,12 +85,11 @@ def bar_chart(
         f'<rect width="{width}" height="{height}" fill="white"/>',
         text(width / 2, 18, title, size=14, font_weight="bold"),
     ]
+    right = LEFT + PANEL_WIDTH * len(panels)
     for tick in range(5):
         value = top_value * tick / 4
         y = y_of(value)
-        parts.append(
-            f'<line x1="{LEFT}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
-        )
+        parts.append(f'<line x1="{LEFT}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
         parts.append(text(LEFT - 6, y + 4, f"{value:g}", size=10, anchor="end"))
     parts.append(
         text(
@@ -105,13 +110,13 @@ def bar_chart(
                 if name not in bars:
                     continue
                 value, bx = bars[name], gx + s * BAR
-                tooltip = escape(f"{panel}, {group}, {name}: {value:.0f} {unit}")
+                tooltip = escape(f"{panel}, {group}, {name}: {label(value)} {unit}")
                 parts.append(
                     f'<rect x="{bx:.1f}" y="{y_of(value):.1f}" width="{BAR - 2}"'
                     f' height="{TOP + plot_height - y_of(value):.1f}"'
                     f' fill="{COLOURS[s % len(COLOURS)]}"><title>{tooltip}</title></rect>'
                 )
-                parts.append(text(bx + BAR / 2 - 1, y_of(value) - 3, f"{value:.0f}", size=8))
+                parts.append(text(bx + BAR / 2 - 1, y_of(value) - 3, label(value), size=8))
             parts.append(text(gx + BAR * len(series) / 2, TOP + plot_height + 14, group, size=10))
     legend_y = HEIGHT - 6
     for s, name in enumerate(series):

@@ -47,6 +47,11 @@ def test_the_value_axis_ends_at_a_round_number(value, ceiling):
     assert load("plot").nice_ceiling(value) == ceiling
 
 
+@pytest.mark.parametrize(("value", "shown"), [(1136.4, "1136"), (100, "100"), (0.794, "0.794")])
+def test_bars_are_labelled_with_whole_numbers_or_three_digits(value, shown):
+    assert load("plot").label(value) == shown
+
+
 def test_a_chart_has_one_bar_per_value_scaled_to_it():
     panels = {
         "plain": {"1 client": {"registry": 900.0, "nginx": 1000.0}},
