@@ -84,3 +84,13 @@ def test_serve_plots_each_variant_against_nginx_but_not_the_gogc_comparison():
     assert len(heights) == 2 * 2 * len(serve.CLIENTS)
     assert "TLS, 16 clients, nginx: 3200 MB/s" in heights  # the median of 1600 and 4800
     assert not any(name.startswith("GOGC") for name in heights)
+
+
+def test_hook_plots_each_process_with_its_ratio_to_import_ops():
+    hook = load("hook")
+    times = {"update-status": [0.30, 0.28, 0.29], hook.IMPORT_OPS: [0.14, 0.15, 0.13]}
+    heights = bars(hook.plot(times, rounds=3))
+    assert set(heights) == {
+        "update-status, 2.07x, median: 0.29 s",
+        f"{hook.IMPORT_OPS}, 1.00x, median: 0.14 s",
+    }
