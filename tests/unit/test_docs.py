@@ -7,6 +7,9 @@ import importlib.util
 import itertools
 import re
 import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,6 +29,7 @@ FENCE = re.compile(
 LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\((?P<target>[^)\s]+)(?:\s+\"[^\"]*\")?\)")
 HEADING = re.compile(r"^#{1,6}[ \t]+(?P<text>.+?)[ \t#]*$", re.M)
 HTML_ID = re.compile(r"<a\s+(?:id|name)=\"(?P<id>[^\"]+)\"")
+PAGES_RENDERED = ("docs/reference/config.md", "docs/reference/actions.md")
 SHELL_LANGS = {"sh", "bash", "shell", "console"}
 SEPARATORS = {"|", "||", "&&", ";"}
 
@@ -132,6 +136,30 @@ def test_a_new_option_changes_the_rendered_reference():
     added = config + "  brand-new-option:\n    type: int\n    default: 3\n    description: New.\n"
     assert "### brand-new-option" not in render.render_config(config)
     assert "### brand-new-option\n\nType `int`, default `3`." in render.render_config(added)
+
+
+def test_the_script_reports_drift_then_renders_it_away(tmp_path):
+    for name in ("scripts/render-reference", "config.yaml", "actions.yaml", *PAGES_RENDERED):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(PROJECT / name, tmp_path / name)
+    with (tmp_path / "actions.yaml").open("a") as actions:
+        actions.write("new-action:\n  description: Does something new.\n")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        script = str(tmp_path / "scripts/render-reference")
+        return subprocess.run(
+            [sys.executable, script, *args], capture_output=True, text=True, check=False
+        )
+
+    drift = run("--check")
+    assert drift.returncode == 1
+    assert drift.stdout == "docs/reference/actions.md: out of date; run scripts/render-reference\n"
+    assert run().returncode == 0
+    assert run("--check").returncode == 0
+    assert (
+        "\n## new-action\n\nDoes something new.\n\nNo parameters.\n"
+        in (tmp_path / "docs/reference/actions.md").read_text()
+    )
 
 
 def test_every_option_and_action_has_its_reference_entry():
