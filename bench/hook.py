@@ -41,7 +41,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(PROJECT / "tests")]
 
-from plot import bar_chart, conditions  # noqa: E402
+from plot import bar_chart, conditions, save  # noqa: E402
 
 from support.wait import free_port, port_open, wait_for  # noqa: E402
 
@@ -338,9 +338,7 @@ def main() -> None:
                 stop_unit(env)
     report(times, calls)
     if args.plot:
-        args.plot.parent.mkdir(parents=True, exist_ok=True)
-        args.plot.write_text(plot(times, args.rounds))
-        print(f"plot: {args.plot}")
+        save(args.plot, plot(times, args.rounds))
 
 
 if __name__ == "__main__":

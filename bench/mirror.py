@@ -22,7 +22,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(PROJECT / "src"), str(PROJECT / "tests")]
 
-from plot import bar_chart, conditions  # noqa: E402
+from plot import bar_chart, conditions, save  # noqa: E402
 
 from charm_context import charm_context, unit_state  # noqa: E402
 from local_machine import LocalMachine  # noqa: E402
@@ -103,8 +103,8 @@ def main() -> None:
     )
     if args.plot:
         pulls = {"direct": direct_s, "cold, mirror": cold, "warm, mirror": warm_s}
-        args.plot.parent.mkdir(parents=True, exist_ok=True)
-        args.plot.write_text(
+        save(
+            args.plot,
             bar_chart(
                 f"A containerd pull of {size} MB, direct and through the mirror (bench/mirror.py)",
                 {"pull": {name: {"seconds": value} for name, value in pulls.items()}},
@@ -113,9 +113,8 @@ def main() -> None:
                     f"Medians of {REPEATS} for direct and warm; warm with the upstream stopped.",
                     *conditions(),
                 ],
-            )
+            ),
         )
-        print(f"plot: {args.plot}")
 
 
 if __name__ == "__main__":

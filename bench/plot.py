@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+from pathlib import Path
 from xml.sax.saxutils import escape
 
 PANEL_WIDTH = 190
@@ -130,3 +131,10 @@ def bar_chart(
         parts.append(text(10, HEIGHT + 12 + 16 * n, line, size=10, anchor="start", fill="#555"))
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
+
+
+def save(path: Path, svg: str) -> None:
+    """Write a chart where `--plot` asked, saying where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(svg)
+    print(f"plot: {path}")

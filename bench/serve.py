@@ -55,7 +55,7 @@ sys.path[:0] = [str(PROJECT / "src"), str(PROJECT / "tests")]
 
 import yaml  # noqa: E402
 from ops import testing  # noqa: E402
-from plot import bar_chart, conditions  # noqa: E402
+from plot import bar_chart, conditions, save  # noqa: E402
 
 from charm_context import b64, charm_context, unit_state  # noqa: E402
 from local_machine import LocalMachine  # noqa: E402
@@ -424,9 +424,7 @@ def main() -> None:
             unit.close()
     report(results)
     if args.plot:
-        args.plot.parent.mkdir(parents=True, exist_ok=True)
-        args.plot.write_text(plot(results, args.rounds, args.seconds))
-        print(f"plot: {args.plot}")
+        save(args.plot, plot(results, args.rounds, args.seconds))
     for variant, top in profiles.items():
         print(f"the registry serving blobs to {args.profile} clients, {variant}:\n{top}")
 
