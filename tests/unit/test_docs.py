@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from charm import FREE_SPACE, STOPPED_BY_OPERATOR, STOPPED_FOR_JUJU, STOPPED_FOR_STORAGE
 from charm_context import ACTIONS, CONFIG, META, PROJECT
+from relations.cert_provider import WAITING
 
 PAGES = sorted(
     [PROJECT / "README.md", PROJECT / "CONTRIBUTING.md", *(PROJECT / "docs").rglob("*.md")]
@@ -171,6 +173,29 @@ def test_every_option_and_action_has_its_reference_entry():
         assert f"\n## {action}\n" in actions_page, action
         for param in spec.get("params", {}):
             assert f"| `{param}` |" in actions_page, (action, param)
+
+
+# Where the charm words a status: the statuses themselves, the plan's refusals, the
+# pieces the Active message is built from.
+STATUS_TEXT = re.compile(r'(?:Status|PlanError)\(\s*f?"([^"]*)"|\b(?:ready|how) \+?= f?"([^"]*)"')
+
+
+def status_wordings() -> set[str]:
+    """The fixed words of every status message in src/ (the longest run between fields)."""
+    found = {STOPPED_BY_OPERATOR, STOPPED_FOR_JUJU, STOPPED_FOR_STORAGE, FREE_SPACE, WAITING}
+    for module in (PROJECT / "src").rglob("*.py"):
+        for match in STATUS_TEXT.finditer(module.read_text()):
+            literal = match[1] if match[1] is not None else match[2]
+            found.add(max(re.split(r"\{[^}]*\}", literal), key=len).strip())
+    return {words for words in found if words}
+
+
+def test_the_status_reference_names_every_status_the_charm_sets():
+    page = (PROJECT / "docs/reference/statuses.md").read_text().replace("\\|", "|")
+    wordings = status_wordings()
+    assert "Ready at" in wordings  # the patterns still find the Active message
+    assert "is held by another process; the registry cannot serve" in wordings
+    assert sorted(w for w in wordings if w not in page) == []
 
 
 def shell_commands(markdown: str) -> list[list[str]]:
