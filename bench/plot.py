@@ -13,12 +13,13 @@ import platform
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-PANEL_WIDTH = 190
+PANEL_WIDTH = 190  # at least; wider when its group labels need it
 HEIGHT = 220
 TOP = 48
 LEFT = 52
-BAR = 16
+BAR = 22
 GAP = 10
+STEPS = (1, 2, 2.5, 4, 5, 10)
 COLOURS = ("#e95420", "#77216f", "#333333", "#0e8420")
 FONT = 'font-family="sans-serif"'
 
@@ -30,8 +31,8 @@ def conditions() -> list[str]:
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {os.cpu_count()}"
         f" cores ({platform.machine()}, {platform.system()} {platform.release()}),"
         f" load average {load} at the end.",
-        "A shared machine: absolute MB/s drift by 20% or more; ratios side by side are the"
-        " figures.",
+        "A shared machine: absolute figures drift by 20% or more; ratios side by side are"
+        " the figures.",
     ]
 
 
@@ -40,10 +41,16 @@ def nice_ceiling(value: float) -> float:
     if value <= 0:
         return 1.0
     power = 10 ** len(str(int(value))) / 10
-    for step in (1, 2, 2.5, 5, 10):
+    for step in STEPS:
         if value <= step * power:
             return step * power
     return 10 * power
+
+
+def tick_count(top: float) -> int:
+    """How many intervals divide the axis up to `top` into round steps (0.5, not 0.625)."""
+    leading = top / 10 ** len(str(int(top))) * 10
+    return 5 if round(leading, 6) in (2.5, 5) else 4
 
 
 def label(value: float) -> str:
@@ -72,8 +79,17 @@ def bar_chart(
     top_value = nice_ceiling(
         max(v for groups in panels.values() for bars in groups.values() for v in bars.values())
     )
-    # Wide enough for the caption too (about 6 px a character at size 10).
-    width = max(LEFT + PANEL_WIDTH * len(panels) + 10, *(6 * len(line) + 20 for line in caption))
+    widest_group = max(len(group) for groups in panels.values() for group in groups)
+    group_width = max(BAR * len(series) + GAP, 6 * widest_group + 10)
+    panel_width = max(
+        PANEL_WIDTH, GAP + group_width * max(len(groups) for groups in panels.values())
+    )
+    # Wide enough for the title and caption too (about 9 and 6 px a character).
+    width = max(
+        LEFT + panel_width * len(panels) + 10,
+        9 * len(title) + 20,
+        *(6 * len(line) + 20 for line in caption),
+    )
     plot_height = HEIGHT - TOP - 40
     height = HEIGHT + 16 * len(caption) + 10
 
@@ -86,9 +102,10 @@ def bar_chart(
         f'<rect width="{width}" height="{height}" fill="white"/>',
         text(width / 2, 18, title, size=14, font_weight="bold"),
     ]
-    right = LEFT + PANEL_WIDTH * len(panels)
-    for tick in range(5):
-        value = top_value * tick / 4
+    right = LEFT + panel_width * len(panels)
+    intervals = tick_count(top_value)
+    for tick in range(intervals + 1):
+        value = top_value * tick / intervals
         y = y_of(value)
         parts.append(f'<line x1="{LEFT}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
         parts.append(text(LEFT - 6, y + 4, f"{value:g}", size=10, anchor="end"))
@@ -102,9 +119,9 @@ def bar_chart(
         )
     )
     for index, (panel, groups) in enumerate(panels.items()):
-        x0 = LEFT + index * PANEL_WIDTH
-        parts.append(text(x0 + PANEL_WIDTH / 2, TOP - 8, panel, size=12))
-        group_width = (PANEL_WIDTH - GAP) / max(len(groups), 1)
+        x0 = LEFT + index * panel_width
+        parts.append(text(x0 + panel_width / 2, TOP - 8, panel, size=12))
+        group_width = (panel_width - GAP) / len(groups)
         for g, (group, bars) in enumerate(groups.items()):
             gx = x0 + GAP + g * group_width + (group_width - BAR * len(series)) / 2
             for s, name in enumerate(series):

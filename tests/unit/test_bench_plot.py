@@ -41,10 +41,22 @@ def bars(svg: str) -> dict[str, float]:
 
 
 @pytest.mark.parametrize(
-    ("value", "ceiling"), [(0.4, 1), (7, 10), (180, 200), (1000, 1000), (2100, 2500), (4999, 5000)]
+    ("value", "ceiling", "step"),
+    [
+        (0.4, 1, 0.25),
+        (2.13, 2.5, 0.5),
+        (7, 10, 2.5),
+        (180, 200, 50),
+        (1000, 1000, 250),
+        (2100, 2500, 500),
+        (3500, 4000, 1000),
+        (4999, 5000, 1000),
+    ],
 )
-def test_the_value_axis_ends_at_a_round_number(value, ceiling):
-    assert load("plot").nice_ceiling(value) == ceiling
+def test_the_value_axis_ends_at_a_round_number_in_round_steps(value, ceiling, step):
+    plot = load("plot")
+    assert plot.nice_ceiling(value) == ceiling
+    assert ceiling / plot.tick_count(ceiling) == step
 
 
 @pytest.mark.parametrize(("value", "shown"), [(1136.4, "1136"), (100, "100"), (0.794, "0.794")])
