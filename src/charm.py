@@ -18,9 +18,10 @@ from urllib.parse import urlsplit
 
 import ops
 
-from relations import cert_provider, docker_registry, peer, website
+from relations import cert_provider, docker_registry, nrpe, peer, website
 from state.config import CharmConfig, InvalidConfigError, secret_uris
 from state.front import SERVICE_TEMPLATE
+from state.nagios import nagios_files, nagios_site, registry_checks
 from state.plan import (
     PlanError,
     PlanInputs,
@@ -32,6 +33,7 @@ from state.settings import is_absolute_url
 from state.tls import Checked, ServerTLS
 from workload import established
 from workload.machine import Machine, UbuntuMachine
+from workload.nagios import apply_nagios_files
 from workload.registry import SERVICE, Registry
 
 if TYPE_CHECKING:
@@ -54,7 +56,10 @@ class DockerRegistryCharm(ops.CharmBase):
     def __init__(self, framework: ops.Framework):
         super().__init__(framework)
         self._stored.set_default(
-            stopped_by_operator=False, established_client_auth=False, checked_tls={}
+            stopped_by_operator=False,
+            established_client_auth=False,
+            checked_tls={},
+            nagios_files=[],
         )
         self._stopped_for: str | None = None
         """Why a hook stopped the registry (the unit or its storage is going away)."""
@@ -90,6 +95,9 @@ class DockerRegistryCharm(ops.CharmBase):
             on[cert_provider.ENDPOINT].relation_joined,
             on[cert_provider.ENDPOINT].relation_changed,
             on[cert_provider.ENDPOINT].relation_broken,
+            on[nrpe.ENDPOINT].relation_joined,
+            on[nrpe.ENDPOINT].relation_changed,
+            on[nrpe.ENDPOINT].relation_broken,
         ):
             framework.observe(event, self._reconcile)
         framework.observe(on.stop, self._on_stop)
@@ -286,6 +294,7 @@ class DockerRegistryCharm(ops.CharmBase):
         """Bring the unit to the desired state; a no-op when it is there already."""
         peer.share_website_address(self, self._ingress_address(website.ENDPOINT))
         desired = self.desired
+        self._register_checks(desired)
         if not isinstance(desired, RegistryPlan):
             return
         self.unit.set_ports(*desired.ports)
@@ -304,6 +313,40 @@ class DockerRegistryCharm(ops.CharmBase):
         if self.registry.apply(desired):
             self.registry.wait_until_answering(desired)
         self._remember_checked(desired.tls)
+
+    def _register_checks(self, desired: RegistryPlan | ops.StatusBase) -> None:
+        """Give the nrpe subordinate our Nagios checks; remove them when it goes.
+
+        While the plan is not known the files stay as they are: the registry
+        keeps serving what they check.
+        """
+        relation = nrpe.related(self)
+        if relation is None:
+            files = {}
+        elif isinstance(desired, RegistryPlan):
+            remote_context, remote_hostname = nrpe.remote_names(relation)
+            site = nagios_site(
+                str(self.config.get("nagios_context", "")),
+                str(self.config.get("nagios_servicegroups", "")),
+                remote_context=remote_context,
+                remote_hostname=remote_hostname,
+            )
+            files = nagios_files(
+                registry_checks(desired),
+                site,
+                unit_name=self.unit.name,
+                root=self.registry.machine.root,
+            )
+        else:
+            return
+        written, changed = apply_nagios_files(files, map(Path, self._stored.nagios_files))
+        self._stored.nagios_files = sorted(map(str, written))
+        if (
+            relation
+            and written
+            and (changed or nrpe.TIMESTAMP_KEY not in relation.data[self.unit])
+        ):
+            nrpe.announce(self, relation)
 
     def _on_stop(self, _: ops.EventBase) -> None:
         """The unit is going away: stop serving, keep the images."""
