@@ -9,18 +9,27 @@ pockets and key ids need Launchpad or a keyserver: refused, naming the option.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import yaml
 
-PACKAGE_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?\Z")
-"""A Debian package name, optionally with an architecture."""
+PACKAGE_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+\Z")
+"""A Debian package name."""
 PACKAGE_STATUSES = ("install", "hold")
 DEB_LINE = re.compile(r"deb(-src)? (\[[^\]\n]*\] )?[a-z][a-z0-9+.-]*:\S+( \S+)+\Z")
 ARMOURED_KEY = re.compile(
     r"-----BEGIN PGP PUBLIC KEY BLOCK-----\n.+\n-----END PGP PUBLIC KEY BLOCK-----\s*\Z", re.S
 )
+
+
+SOURCES_PATH = "/etc/apt/sources.list.d/docker-registry-charm.list"
+KEYRING_DIR = "/etc/apt/keyrings"
+KEY_PREFIX = "docker-registry-charm-"
+"""The keys the charm writes are named so: the only ones in the folder it removes."""
+SIGNED_BY = re.compile(r"\[[^\]]*\bsigned-by=")
 
 
 @dataclass(frozen=True)
@@ -65,7 +74,7 @@ def apt_sources(sources: str, keys: str) -> tuple[tuple[AptSource, ...], list[tu
         return (), [("install_keys", "has more entries than install_sources")]
     result: list[AptSource] = []
     for index, line in enumerate(lines):
-        line = " ".join((line or "").split())
+        line = re.sub(r"[ \t]+", " ", (line or "").strip())  # a newline stays: refused
         key = armoured[index] if index < len(armoured) else None
         if not DEB_LINE.match(line):
             problems.append(
@@ -85,3 +94,58 @@ def apt_sources(sources: str, keys: str) -> tuple[tuple[AptSource, ...], list[tu
             )
         result.append(AptSource(line, key.strip() + "\n" if key else None))
     return (tuple(result), []) if not problems else ((), problems)
+
+
+@dataclass(frozen=True)
+class PackagePlan:
+    """What layer:apt's options ask of the unit's apt and dpkg."""
+
+    sources_path: Path
+    sources_list: str | None
+    """The charm's sources.list file; None: no file."""
+    keyring_dir: Path
+    keys: dict[Path, str] = field(repr=False)
+    """Each source's armoured key, by the path its line's signed-by names."""
+    extra: tuple[str, ...]
+    hold: bool
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever the sources, keys or extra packages do: then apt must run again."""
+        digest = hashlib.sha256(
+            repr((self.sources_list, sorted(self.keys.items()), self.extra)).encode()
+        )
+        return digest.hexdigest()
+
+
+def signed_line(line: str, key_path: str) -> str:
+    """`line` with `signed-by=key_path` among its options (unless it names its own key)."""
+    if SIGNED_BY.search(line):
+        return line
+    kind, _, rest = line.partition(" ")
+    if rest.startswith("["):
+        return f"{kind} [signed-by={key_path} {rest[1:]}"
+    return f"{kind} [signed-by={key_path}] {rest}"
+
+
+def plan_packages(
+    sources: tuple[AptSource, ...], extra: tuple[str, ...], *, hold: bool, root: Path
+) -> PackagePlan:
+    """The sources list with each key in a keyring file of its own; the packages to add."""
+    keys: dict[Path, str] = {}
+    lines = ["# Managed by the docker-registry charm (install_sources); changes are overwritten."]
+    for index, source in enumerate(sources, start=1):
+        line = source.line
+        if source.key:
+            key_path = f"{KEYRING_DIR}/{KEY_PREFIX}{index}.asc"
+            keys[root / key_path.lstrip("/")] = source.key
+            line = signed_line(line, key_path)
+        lines.append(line)
+    return PackagePlan(
+        sources_path=root / SOURCES_PATH.lstrip("/"),
+        sources_list="\n".join(lines) + "\n" if sources else None,
+        keyring_dir=root / KEYRING_DIR.lstrip("/"),
+        keys=keys,
+        extra=extra,
+        hold=hold,
+    )

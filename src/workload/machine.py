@@ -40,6 +40,10 @@ class Machine(Protocol):
         """
         ...
 
+    def hold_packages(self, packages: Sequence[str], *, hold: bool) -> None:
+        """Hold packages at their version in dpkg (`hold`), or release them."""
+        ...
+
     def daemon_reload(self) -> None:
         """Make the service manager read changed unit files and drop-ins."""
         ...
@@ -102,6 +106,15 @@ class UbuntuMachine:
                 _systemctl("unmask", "--runtime", service)
                 if service not in enabled:
                     _systemctl("disable", service)
+
+    def hold_packages(self, packages: Sequence[str], *, hold: bool) -> None:
+        """`apt-mark hold` (or `unhold`) the packages."""
+        subprocess.run(
+            ["apt-mark", "hold" if hold else "unhold", *packages],
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
 
     def daemon_reload(self) -> None:
         """Run `systemctl daemon-reload`."""

@@ -10,9 +10,10 @@ caller keeps the list) are ever replaced or removed.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+from workload.files import write_if_changed
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +39,5 @@ def apply_nagios_files(
             logger.info("%s is not there yet (the nrpe subordinate makes it)", path.parent)
             continue
         now_written.add(path)
-        if path.is_file() and path.read_bytes() == content.encode():
-            continue
-        tmp = path.with_name(f".{path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, MODE)
-        with os.fdopen(fd, "w") as f:
-            f.write(content)
-        os.chmod(tmp, MODE)
-        os.replace(tmp, path)
-        changed = True
+        changed |= write_if_changed(path, content, MODE)
     return now_written, changed
