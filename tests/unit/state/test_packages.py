@@ -64,15 +64,3 @@ def test_what_cannot_be_applied_is_refused_naming_the_option(options, named):
     with pytest.raises(InvalidConfigError) as error:
         CharmConfig(**options)
     assert error.value.options == [named]
-
-
-def test_the_established_defaults_are_accepted():
-    config = CharmConfig(
-        nagios_context="juju",
-        nagios_servicegroups="",
-        extra_packages="",
-        package_status="install",
-        install_sources="",
-        install_keys="",
-    )
-    assert (config.extra_package_names, config.apt_sources) == ((), ())
