@@ -137,9 +137,9 @@ def plan_packages(
     for index, source in enumerate(sources, start=1):
         line = source.line
         if source.key:
-            key_path = f"{KEYRING_DIR}/{KEY_PREFIX}{index}.asc"
-            keys[root / key_path.lstrip("/")] = source.key
-            line = signed_line(line, key_path)
+            key_path = root / KEYRING_DIR.lstrip("/") / f"{KEY_PREFIX}{index}.asc"
+            keys[key_path] = source.key
+            line = signed_line(line, str(key_path))
         lines.append(line)
     return PackagePlan(
         sources_path=root / SOURCES_PATH.lstrip("/"),

@@ -53,7 +53,7 @@ def test_a_bundle_setting_the_six_options_deploys(ctx, machine, port):
     sources = machine.root / "etc/apt/sources.list.d/docker-registry-charm.list"
     key = machine.root / f"etc/apt/keyrings/{KEY_PREFIX}1.asc"
     assert sources.read_text().splitlines()[1:] == [
-        f"deb [signed-by=/etc/apt/keyrings/{KEY_PREFIX}1.asc]"
+        f"deb [signed-by={key}]"
         " http://mirror.internal/ubuntu jammy main universe"
     ]
     assert key.read_text() == KEY
