@@ -72,12 +72,14 @@ class LocalMachine:
                 raise RuntimeError(f"{package} is not installed on this machine")
         self.installed.extend(packages)
 
-    def hold_packages(self, packages: Sequence[str], *, hold: bool) -> None:
-        """Keep the dpkg holds the charm asks for (apt-mark is the unit's)."""
+    def hold_packages(self, packages: Sequence[str], *, hold: bool) -> list[str]:
+        """Keep the dpkg holds the charm asks for, of packages whose program is here."""
+        installed = [package for package in packages if shutil.which(package)]
         if hold:
-            self.held.update(packages)
+            self.held.update(installed)
         else:
-            self.held.difference_update(packages)
+            self.held.difference_update(installed)
+        return installed
 
     def daemon_reload(self) -> None:
         """Count reloads; drop-ins are read afresh at each launch."""

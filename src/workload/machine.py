@@ -40,8 +40,11 @@ class Machine(Protocol):
         """
         ...
 
-    def hold_packages(self, packages: Sequence[str], *, hold: bool) -> None:
-        """Hold packages at their version in dpkg (`hold`), or release them."""
+    def hold_packages(self, packages: Sequence[str], *, hold: bool) -> list[str]:
+        """Hold the installed ones among `packages` in dpkg (`hold`), or release them; which.
+
+        A package not installed is left alone: held, apt would refuse to install it.
+        """
         ...
 
     def daemon_reload(self) -> None:
@@ -107,14 +110,28 @@ class UbuntuMachine:
                 if service not in enabled:
                     _systemctl("disable", service)
 
-    def hold_packages(self, packages: Sequence[str], *, hold: bool) -> None:
-        """`apt-mark hold` (or `unhold`) the packages."""
-        subprocess.run(
-            ["apt-mark", "hold" if hold else "unhold", *packages],
+    def hold_packages(self, packages: Sequence[str], *, hold: bool) -> list[str]:
+        """`apt-mark hold` (or `unhold`) those of the packages dpkg has installed."""
+        listed = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Package} ${db:Status-Status}\\n", *packages],
             capture_output=True,
+            text=True,
             timeout=120,
-            check=True,
+            check=False,
         )
+        installed = sorted(
+            name
+            for name, _, status in (line.partition(" ") for line in listed.stdout.splitlines())
+            if status == "installed" and name in packages
+        )
+        if installed:
+            subprocess.run(
+                ["apt-mark", "hold" if hold else "unhold", *installed],
+                capture_output=True,
+                timeout=120,
+                check=True,
+            )
+        return installed
 
     def daemon_reload(self) -> None:
         """Run `systemctl daemon-reload`."""

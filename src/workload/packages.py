@@ -54,10 +54,12 @@ def install_extra(machine: Machine, packages: tuple[str, ...]) -> str | None:
 
 
 def set_holds(machine: Machine, wanted: Iterable[str], held: Iterable[str]) -> list[str]:
-    """Hold `wanted`, release what the charm held that is not; the packages now held."""
+    """Hold `wanted`, release what the charm held that is not; the packages now held.
+
+    One not installed yet (haproxy before the first mirror) is held in a later hook.
+    """
     wanted, held = set(wanted), set(held)
-    if wanted - held:
-        machine.hold_packages(sorted(wanted - held), hold=True)
+    newly = machine.hold_packages(sorted(wanted - held), hold=True) if wanted - held else []
     if held - wanted:
         machine.hold_packages(sorted(held - wanted), hold=False)
-    return sorted(wanted)
+    return sorted((held & wanted) | set(newly))

@@ -53,8 +53,7 @@ def test_a_bundle_setting_the_six_options_deploys(ctx, machine, port):
     sources = machine.root / "etc/apt/sources.list.d/docker-registry-charm.list"
     key = machine.root / f"etc/apt/keyrings/{KEY_PREFIX}1.asc"
     assert sources.read_text().splitlines()[1:] == [
-        f"deb [signed-by={key}]"
-        " http://mirror.internal/ubuntu jammy main universe"
+        f"deb [signed-by={key}] http://mirror.internal/ubuntu jammy main universe"
     ]
     assert key.read_text() == KEY
     assert (sources.stat().st_mode & 0o777, key.stat().st_mode & 0o777) == (0o644, 0o644)
@@ -76,10 +75,13 @@ def test_holds_are_released_and_sources_removed_leaving_others(ctx, machine, por
 
 def test_a_package_that_cannot_be_installed_blocks_and_the_registry_serves(ctx, machine, port):
     state = ctx.run(ctx.on.install(), unit_state(port))
-    state = ctx.run(ctx.on.config_changed(), with_options(state, extra_packages="no-such-tool"))
+    state = with_options(state, extra_packages="no-such-tool", package_status="hold")
+    state = ctx.run(ctx.on.config_changed(), state)
     assert state.unit_status == testing.BlockedStatus(
         "extra_packages: cannot install no-such-tool; see juju debug-log"
     )
+    # Not the absent one: apt would refuse to install a held package.
+    assert machine.held == {"docker-registry", "skopeo"}
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=10) as response:
         assert response.status == 200
     installs = len(machine.installed)
