@@ -315,7 +315,7 @@ class DockerRegistryCharm(ops.CharmBase):
         if isinstance(config, CharmConfig):
             self._apply_packages(config)
         desired = self.desired
-        self._register_checks(desired)
+        self._register_checks(config, desired)
         if not isinstance(desired, RegistryPlan):
             return
         self.unit.set_ports(*desired.ports)
@@ -355,7 +355,9 @@ class DockerRegistryCharm(ops.CharmBase):
             self.registry.machine, ours if plan.hold else (), self._stored.held_packages
         )
 
-    def _register_checks(self, desired: RegistryPlan | ops.StatusBase) -> None:
+    def _register_checks(
+        self, config: CharmConfig | ops.StatusBase, desired: RegistryPlan | ops.StatusBase
+    ) -> None:
         """Give the nrpe subordinate our Nagios checks; remove them when it goes.
 
         While the plan is not known the files stay as they are: the registry
@@ -364,11 +366,11 @@ class DockerRegistryCharm(ops.CharmBase):
         relation = nrpe.related(self)
         if relation is None:
             files = {}
-        elif isinstance(desired, RegistryPlan):
+        elif isinstance(desired, RegistryPlan) and isinstance(config, CharmConfig):
             remote_context, remote_hostname = nrpe.remote_names(relation)
             site = nagios_site(
-                str(self.config.get("nagios_context", "")),
-                str(self.config.get("nagios_servicegroups", "")),
+                config.nagios_context,
+                config.nagios_servicegroups,
                 remote_context=remote_context,
                 remote_hostname=remote_hostname,
             )
