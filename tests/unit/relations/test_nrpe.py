@@ -8,10 +8,12 @@ import datetime
 import pytest
 from ops import testing
 
-from charm_context import unit_state
+from charm_context import tls_config, unit_state
 from relations.nrpe import TIMESTAMP_KEY
+from support import pki
 
 UNIT = "docker-registry-0"
+CA = pki.make_ca("nrpe-ca")
 
 
 def nrpe_relation(**remote: str) -> testing.SubordinateRelation:
@@ -114,3 +116,21 @@ def test_bad_config_keeps_the_checks_and_blocks_naming_the_option(ctx, port, nag
     assert (nrpe_d / "check_check_http.cfg").read_text() == before
     state = ctx.run(ctx.on.relation_broken(state.get_relation(relation.id)), state)
     assert list(nrpe_d.iterdir()) == []
+
+
+def test_a_check_no_longer_wanted_goes(ctx, port, nagios_dirs):
+    nrpe_d, export = nagios_dirs
+    relation = nrpe_relation()
+    config = tls_config(CA, "127.0.0.1")
+    state = unit_state(port, config=config, relations=[testing.PeerRelation("peer"), relation])
+    state = ctx.run(ctx.on.relation_joined(relation, remote_unit=0), state)
+    certificate = "check_docker_registry_certificate.cfg"
+    assert sorted(p.name for p in nrpe_d.iterdir()) == ["check_check_http.cfg", certificate]
+    assert "-S" in (nrpe_d / "check_check_http.cfg").read_text()
+    first = state.get_relation(relation.id).local_unit_data[TIMESTAMP_KEY]
+    plain = {**state.config, "tls-cert-blob": "", "tls-key-blob": "", "tls-ca-blob": ""}
+    state = ctx.run(ctx.on.config_changed(), dataclasses.replace(state, config=plain))
+    assert [p.name for p in nrpe_d.iterdir()] == ["check_check_http.cfg"]
+    assert [p.name for p in export.iterdir()] == [f"service__{UNIT}_check_http.cfg"]
+    assert "-S" not in (nrpe_d / "check_check_http.cfg").read_text()
+    assert state.get_relation(relation.id).local_unit_data[TIMESTAMP_KEY] != first
