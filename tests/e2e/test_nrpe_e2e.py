@@ -84,13 +84,18 @@ def test_tls_checks_the_registry_and_its_certificate(ctx, machine, port):
     assert check_status(machine.root, "docker_registry_certificate") == CRITICAL
 
 
-def test_mutual_tls_is_checked_without_a_client_certificate(ctx, machine, port):
+@pytest.mark.parametrize("front", [False, True], ids=["registry", "haproxy"])
+def test_mutual_tls_is_checked_without_a_client_certificate(ctx, machine, port, front):
+    """The TLS server is the registry, or haproxy when mirrors are served."""
     config = {**tls(), "tls-client-auth": "on"}
+    if front:
+        # haproxy is the TLS server then; the cache behind it need not run (no upstream).
+        config["cache-mirrors"] = "upstream.test: http://127.0.0.1:9"
     state = ctx.run(ctx.on.install(), nrpe_unit(machine, port, config))
     assert state.unit_status.name == "active"
     assert check_status(machine.root, "check_http") == OK
     assert check_status(machine.root, "docker_registry_certificate") == OK
-    machine.stop("docker-registry")
+    machine.stop("haproxy" if front else "docker-registry")
     assert check_status(machine.root, "check_http") == CRITICAL
 
 
