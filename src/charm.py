@@ -18,9 +18,12 @@ from urllib.parse import urlsplit
 
 import ops
 
-from relations import cert_provider, docker_registry, peer, website
+from relations import cert_provider, docker_registry, nrpe, peer, website
 from state.config import CharmConfig, InvalidConfigError, secret_uris
+from state.front import PACKAGES as FRONT_PACKAGES
 from state.front import SERVICE_TEMPLATE
+from state.nagios import nagios_files, nagios_site, registry_checks
+from state.packages import PackagePlan, plan_packages
 from state.plan import (
     PlanError,
     PlanInputs,
@@ -32,7 +35,9 @@ from state.settings import is_absolute_url
 from state.tls import Checked, ServerTLS
 from workload import established
 from workload.machine import Machine, UbuntuMachine
-from workload.registry import SERVICE, Registry
+from workload.nagios import apply_nagios_files
+from workload.packages import apply_sources, install_extra, set_holds
+from workload.registry import PACKAGES, SERVICE, Registry
 
 if TYPE_CHECKING:
     from workload.registry_api import LocalAccess
@@ -54,7 +59,13 @@ class DockerRegistryCharm(ops.CharmBase):
     def __init__(self, framework: ops.Framework):
         super().__init__(framework)
         self._stored.set_default(
-            stopped_by_operator=False, established_client_auth=False, checked_tls={}
+            stopped_by_operator=False,
+            established_client_auth=False,
+            checked_tls={},
+            nagios_files=[],
+            packages_fingerprint="",
+            package_problem="",
+            held_packages=[],
         )
         self._stopped_for: str | None = None
         """Why a hook stopped the registry (the unit or its storage is going away)."""
@@ -90,6 +101,9 @@ class DockerRegistryCharm(ops.CharmBase):
             on[cert_provider.ENDPOINT].relation_joined,
             on[cert_provider.ENDPOINT].relation_changed,
             on[cert_provider.ENDPOINT].relation_broken,
+            on[nrpe.ENDPOINT].relation_joined,
+            on[nrpe.ENDPOINT].relation_changed,
+            on[nrpe.ENDPOINT].relation_broken,
         ):
             framework.observe(event, self._reconcile)
         framework.observe(on.stop, self._on_stop)
@@ -126,14 +140,21 @@ class DockerRegistryCharm(ops.CharmBase):
         """
         return self._plan()
 
-    def _plan(self, *, maintenance: bool = False) -> RegistryPlan | ops.StatusBase:
-        """The registry's plan; `maintenance` makes it read-only for garbage collection."""
+    @functools.cached_property
+    def _config(self) -> CharmConfig | ops.BlockedStatus:
+        """The validated options, or the status naming the ones at fault."""
         try:
-            config = self.load_config(
+            return self.load_config(
                 CharmConfig, secrets=self._config_secrets(), checked_tls=self._checked_tls
             )
         except InvalidConfigError as e:
             return ops.BlockedStatus(f"Invalid charm config: {e}")
+
+    def _plan(self, *, maintenance: bool = False) -> RegistryPlan | ops.StatusBase:
+        """The registry's plan; `maintenance` makes it read-only for garbage collection."""
+        config = self._config
+        if isinstance(config, ops.StatusBase):
+            return config
         http_secret = peer.http_secret(self)
         if http_secret is None:
             return ops.WaitingStatus("Waiting for the leader to share the registry's http secret")
@@ -257,6 +278,11 @@ class DockerRegistryCharm(ops.CharmBase):
         The registry's version changes only here, so only here is it read.
         """
         self.unit.status = ops.MaintenanceStatus("Installing docker-registry and skopeo")
+        config = self._config
+        if isinstance(config, CharmConfig):
+            # An air-gapped unit installs even the registry from install_sources.
+            apply_sources(self._package_plan(config))
+        self._stored.packages_fingerprint = ""  # extra_packages: again, at each refresh
         self.registry.install()
         if version := self.registry.version():
             self.unit.set_workload_version(version)
@@ -285,7 +311,11 @@ class DockerRegistryCharm(ops.CharmBase):
     def _reconcile(self, _: ops.EventBase | None = None) -> None:
         """Bring the unit to the desired state; a no-op when it is there already."""
         peer.share_website_address(self, self._ingress_address(website.ENDPOINT))
+        config = self._config
+        if isinstance(config, CharmConfig):
+            self._apply_packages(config)
         desired = self.desired
+        self._register_checks(config, desired)
         if not isinstance(desired, RegistryPlan):
             return
         self.unit.set_ports(*desired.ports)
@@ -304,6 +334,62 @@ class DockerRegistryCharm(ops.CharmBase):
         if self.registry.apply(desired):
             self.registry.wait_until_answering(desired)
         self._remember_checked(desired.tls)
+
+    def _package_plan(self, config: CharmConfig) -> PackagePlan:
+        return plan_packages(
+            config.apt_sources,
+            config.extra_package_names,
+            hold=config.package_status == "hold",
+            root=self.registry.machine.root,
+        )
+
+    def _apply_packages(self, config: CharmConfig) -> None:
+        """layer:apt's options: sources and keys, extra packages when they change, holds."""
+        plan = self._package_plan(config)
+        apply_sources(plan)
+        if plan.fingerprint != self._stored.packages_fingerprint:
+            self._stored.package_problem = install_extra(self.registry.machine, plan.extra) or ""
+            self._stored.packages_fingerprint = plan.fingerprint
+        ours = (*PACKAGES, *(FRONT_PACKAGES if config.mirrors else ()), *plan.extra)
+        self._stored.held_packages = set_holds(
+            self.registry.machine, ours if plan.hold else (), self._stored.held_packages
+        )
+
+    def _register_checks(
+        self, config: CharmConfig | ops.StatusBase, desired: RegistryPlan | ops.StatusBase
+    ) -> None:
+        """Give the nrpe subordinate our Nagios checks; remove them when it goes.
+
+        While the plan is not known the files stay as they are: the registry
+        keeps serving what they check.
+        """
+        relation = nrpe.related(self)
+        if relation is None:
+            files = {}
+        elif isinstance(desired, RegistryPlan) and isinstance(config, CharmConfig):
+            remote_context, remote_hostname = nrpe.remote_names(relation)
+            site = nagios_site(
+                config.nagios_context,
+                config.nagios_servicegroups,
+                remote_context=remote_context,
+                remote_hostname=remote_hostname,
+            )
+            files = nagios_files(
+                registry_checks(desired),
+                site,
+                unit_name=self.unit.name,
+                root=self.registry.machine.root,
+            )
+        else:
+            return
+        written, changed = apply_nagios_files(files, map(Path, self._stored.nagios_files))
+        self._stored.nagios_files = sorted(map(str, written))
+        if (
+            relation
+            and written
+            and (changed or nrpe.TIMESTAMP_KEY not in relation.data[self.unit])
+        ):
+            nrpe.announce(self, relation)
 
     def _on_stop(self, _: ops.EventBase) -> None:
         """The unit is going away: stop serving, keep the images."""
@@ -536,6 +622,8 @@ class DockerRegistryCharm(ops.CharmBase):
 
     def _on_collect_status(self, event: ops.CollectStatusEvent) -> None:
         desired = self.desired
+        if self._stored.package_problem:
+            event.add_status(ops.BlockedStatus(self._stored.package_problem))
         if self._stopped_for:
             event.add_status(ops.MaintenanceStatus(self._stopped_for))
         elif not isinstance(desired, RegistryPlan):

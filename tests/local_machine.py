@@ -56,6 +56,7 @@ class LocalMachine:
     def __init__(self, root: Path):
         self.root = root
         self.installed: list[str] = []
+        self.held: set[str] = set()
         self.launches: collections.Counter[str] = collections.Counter()
         self.reloads: collections.Counter[str] = collections.Counter()
         self.terminations: list[tuple[str, float]] = []
@@ -70,6 +71,15 @@ class LocalMachine:
             if shutil.which(package) is None:
                 raise RuntimeError(f"{package} is not installed on this machine")
         self.installed.extend(packages)
+
+    def hold_packages(self, packages: Sequence[str], *, hold: bool) -> list[str]:
+        """Keep the dpkg holds the charm asks for, of packages whose program is here."""
+        installed = [package for package in packages if shutil.which(package)]
+        if hold:
+            self.held.update(installed)
+        else:
+            self.held.difference_update(installed)
+        return installed
 
     def daemon_reload(self) -> None:
         """Count reloads; drop-ins are read afresh at each launch."""

@@ -78,11 +78,18 @@ class Unit:
             raise AssertionError(f"the charm raised:\n{answer['error']}")
         return answer
 
-    def event(self, name: str, **config: object) -> dict:
-        """Fire a Juju event, with some options changed first; the unit's status after it."""
-        options = {key.replace("_", "-"): value for key, value in config.items()}
+    def event(self, name: str, options: dict | None = None, **config: object) -> dict:
+        """Fire a Juju event, with some options changed first; the unit's status after it.
+
+        `config` names options with underscores for dashes; `options` as they are.
+        """
+        options = {**(options or {}), **{k.replace("_", "-"): v for k, v in config.items()}}
         self.answers[name] = self._request({"event": name, "config": options})
         return self.answers[name]
+
+    def subordinate(self, endpoint: str, *, joined: bool, **remote: str) -> dict:
+        """Relate a subordinate on `endpoint` (its unit data `remote`), or break the relation."""
+        return self._request({"subordinate": endpoint, "joined": joined, "remote": remote})
 
     def storage(self, event: str) -> dict:
         """Fire storage_attached or storage_detaching for the `data` storage."""

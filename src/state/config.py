@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 
 from state import front
 from state.mirrors import Mirror, parse_mirrors
+from state.packages import PACKAGE_STATUSES, AptSource, apt_sources, extra_packages
 from state.settings import (
     CLIENT_CAS_PATH,
     CLIENT_IDENTITY_DIR,
@@ -30,8 +31,10 @@ from state.settings import (
     TokenAuth,
     Upstream,
     is_absolute_url,
+    is_nagios_name,
     is_secret_uri,
     secret_value,
+    servicegroup_names,
     url_problem,
 )
 from state.tls import (
@@ -77,6 +80,7 @@ CHARM_FILES = (
     front.TMPFILES_PATH,
 )
 """The files the charm writes for itself; a tls-*-path must name none of them."""
+NAGIOS_NAME_RULE = "must be a Nagios name: letters, digits and _ . @ : + - (not first), no spaces"
 RESERVED_DIRS = (
     DATA_DIR,
     front.MIRROR_CONFIG_DIR,
@@ -178,6 +182,13 @@ class CharmConfig:
     secrets: Mapping[str, Mapping[str, str] | None] = field(default_factory=dict, repr=False)
     """The content of each Juju secret the options name (None: not readable), by URI."""
     tls_client_auth: str = ""
+    # The established charm's layers (layer:nagios, layer:apt) added these.
+    nagios_context: str = "juju"
+    nagios_servicegroups: str = ""
+    extra_packages: str = ""
+    package_status: str = "install"
+    install_sources: str = ""
+    install_keys: str = field(default="", repr=False)
     checked_tls: Checked = field(default_factory=dict, repr=False, compare=False)
     """TLS material found good in an earlier hook: not parsed again (not an option)."""
 
@@ -188,6 +199,8 @@ class CharmConfig:
     mirrors: tuple[Mirror, ...] = field(init=False, default=(), repr=False)
     storage: Storage = field(init=False, default=Storage("filesystem"), repr=False)
     tls: ServerTLS | None = field(init=False, default=None, repr=False)
+    extra_package_names: tuple[str, ...] = field(init=False, default=())
+    apt_sources: tuple[AptSource, ...] = field(init=False, default=(), repr=False)
 
     def __post_init__(self):
         problems = self._resolve_secrets() + self._check_text()
@@ -201,6 +214,8 @@ class CharmConfig:
             self._check_mirrors,
             self._check_storage,
             self._check_tls,
+            self._check_nagios,
+            self._check_apt,
         ):
             problems.extend(check())
         if problems:
@@ -503,6 +518,25 @@ class CharmConfig:
             return [(option, why)]
         self._derive("tls", tls)
         return []
+
+    def _check_nagios(self) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        if not is_nagios_name(self.nagios_context):
+            problems.append(("nagios_context", NAGIOS_NAME_RULE))
+        if not all(is_nagios_name(n) for n in servicegroup_names(self.nagios_servicegroups)):
+            problems.append(("nagios_servicegroups", f"comma-separated names; {NAGIOS_NAME_RULE}"))
+        return problems
+
+    def _check_apt(self) -> list[tuple[str, str]]:
+        names, problems = extra_packages(self.extra_packages)
+        sources, source_problems = apt_sources(self.install_sources, self.install_keys)
+        problems += source_problems
+        if self.package_status not in PACKAGE_STATUSES:
+            problems.append(("package_status", f"must be one of {', '.join(PACKAGE_STATUSES)}"))
+        if not problems:
+            self._derive("extra_package_names", names)
+            self._derive("apt_sources", sources)
+        return problems
 
 
 def secret_problem(uri: str, option: str) -> str:

@@ -23,6 +23,9 @@ CLIENT_IDENTITY_DIR = "/etc/docker/registry/charm-client"
 """The charm's own client certificate for mutual TLS (workload/client_identity.py)."""
 DROPIN_PATH = "/etc/systemd/system/docker-registry.service.d/10-juju.conf"
 DATA_DIR = "/srv/registry"
+NAGIOS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@:+-]{0,254}\Z")
+"""A Nagios object name: none of the characters Nagios refuses, no space or newline
+(either would let a value write directives into the service definition)."""
 
 
 @dataclass(frozen=True)
@@ -128,3 +131,13 @@ def secret_value(content: Mapping[str, str] | None, key: str) -> str | None:
     if key in content:
         return content[key]
     return next(iter(content.values())) if len(content) == 1 else None
+
+
+def is_nagios_name(value: str) -> bool:
+    """Whether `value` can be written as a Nagios host, context or group name."""
+    return bool(NAGIOS_NAME.match(value))
+
+
+def servicegroup_names(value: str) -> list[str]:
+    """The names in a comma-separated `nagios_servicegroups`, stripped, empty ones dropped."""
+    return [name.strip() for name in value.split(",") if name.strip()]

@@ -40,6 +40,13 @@ class Machine(Protocol):
         """
         ...
 
+    def hold_packages(self, packages: Sequence[str], *, hold: bool) -> list[str]:
+        """Hold the installed ones among `packages` in dpkg (`hold`), or release them; which.
+
+        A package not installed is left alone: held, apt would refuse to install it.
+        """
+        ...
+
     def daemon_reload(self) -> None:
         """Make the service manager read changed unit files and drop-ins."""
         ...
@@ -102,6 +109,29 @@ class UbuntuMachine:
                 _systemctl("unmask", "--runtime", service)
                 if service not in enabled:
                     _systemctl("disable", service)
+
+    def hold_packages(self, packages: Sequence[str], *, hold: bool) -> list[str]:
+        """`apt-mark hold` (or `unhold`) those of the packages dpkg has installed."""
+        listed = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Package} ${db:Status-Status}\\n", *packages],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        installed = sorted(
+            name
+            for name, _, status in (line.partition(" ") for line in listed.stdout.splitlines())
+            if status == "installed" and name in packages
+        )
+        if installed:
+            subprocess.run(
+                ["apt-mark", "hold" if hold else "unhold", *installed],
+                capture_output=True,
+                timeout=120,
+                check=True,
+            )
+        return installed
 
     def daemon_reload(self) -> None:
         """Run `systemctl daemon-reload`."""

@@ -2,7 +2,8 @@
 
 Endpoints: cert-provider (legacy unit databag and current application
 databag), website, docker-registry, peer (unit addresses; the leader's
-secret id). Asserted: no hook error on the relation's event nor on the
+secret id), nrpe-external-master (the Nagios names; the service files keep
+their shape). Asserted: no hook error on the relation's event nor on the
 update-status that follows; a Blocked or Waiting status names the
 relation; when blocked nothing is written and nothing restarts; the
 registry keeps running.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -71,6 +73,7 @@ website = databag(
     {"private-address": addresses, "ingress-address": addresses, "hostname": addresses}
 )
 peer_unit = databag({"private-address": addresses, "ingress-address": addresses})
+nrpe = databag({"nagios_hostname": addresses, "nagios_host_context": addresses})
 peer_app = databag({"http-secret-id": st.one_of(hostile_text, st.just("secret:" + "a" * 20))})
 
 remote = st.one_of(
@@ -80,6 +83,7 @@ remote = st.one_of(
     st.tuples(st.just("docker-registry"), extra),
     st.tuples(st.just("peer (unit)"), peer_unit),
     st.tuples(st.just("peer (leader's app data)"), peer_app),
+    st.tuples(st.just("nrpe-external-master"), nrpe),
 )
 
 
@@ -96,6 +100,8 @@ def relation_for(kind: str, data: dict[str, str]) -> testing.RelationBase:
         return testing.Relation(
             "docker-registry", remote_app_name="containerd", remote_units_data={0: data}
         )
+    if kind == "nrpe-external-master":
+        return testing.SubordinateRelation(kind, remote_app_name="nrpe", remote_unit_data=data)
     if kind == "peer (unit)":
         return testing.PeerRelation("peer", peers_data={1: data})
     return testing.PeerRelation("peer", local_app_data=data, peers_data={1: {}})
@@ -114,6 +120,9 @@ def test_remote_data(unit, example):
         relations={*others, relation},
         leader=kind != "peer (leader's app data)",
     )
+    export = machine.root / "var/lib/nagios/export"
+    for folder in (export, machine.root / "etc/nagios/nrpe.d"):  # as the nrpe unit makes them
+        folder.mkdir(parents=True, exist_ok=True)
     before, launches = snapshot(machine.root), sum(machine.launches.values())
     remote_unit = 1 if isinstance(relation, testing.PeerRelation) else 0
     state = unit.ctx.run(unit.ctx.on.relation_changed(relation, remote_unit=remote_unit), state)
@@ -130,3 +139,8 @@ def test_remote_data(unit, example):
         assert snapshot(machine.root) == before
         assert sum(machine.launches.values()) == launches
     assert machine.running("docker-registry")
+    for service in export.iterdir():
+        host_name = re.search(r"^    host_name +(.*)$", service.read_text(), re.M)
+        assert host_name, service.read_text()
+        assert len(host_name[1].split()) == 1, host_name[1]
+        assert service.read_text().count("\n") == 11, service.read_text()

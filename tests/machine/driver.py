@@ -6,6 +6,8 @@ JSON request a line on stdin and answers one JSON line on stdout:
 
     {"event": "config_changed", "config": {...}}   -> {"status": ..., "message": ...}
     {"action": "push", "params": {...}}            -> {... "results": ..., "failure": ...}
+    {"subordinate": "nrpe-external-master", "joined": true, "remote": {...}}
+                                 -> relates a subordinate (false: breaks and removes it)
 
 The unit's Juju state (stored state, the peer relation, the leader's http
 secret) is kept in a file between requests, so it survives a reboot of the
@@ -68,6 +70,8 @@ def handle(
         state = ctx.run(event, state)
         return state, {}
     answer: dict = {}
+    if "subordinate" in request:
+        return relate_subordinate(ctx, state, request), answer
     if "action" in request:
         try:
             state = ctx.run(ctx.on.action(request["action"], params=request["params"]), state)
@@ -80,6 +84,22 @@ def handle(
     else:
         state = ctx.run(getattr(ctx.on, request["event"])(), state)
     return state, answer
+
+
+def relate_subordinate(ctx: testing.Context, state: testing.State, request: dict) -> testing.State:
+    """Join a subordinate on `request["subordinate"]`, or break and remove it."""
+    endpoint = request["subordinate"]
+    if request["joined"]:
+        relation = testing.SubordinateRelation(
+            endpoint, remote_app_name="sub", remote_unit_data=request.get("remote", {})
+        )
+        state = dataclasses.replace(state, relations={*state.relations, relation})
+        return ctx.run(ctx.on.relation_joined(relation, remote_unit=0), state)
+    (relation,) = (r for r in state.relations if r.endpoint == endpoint)
+    state = ctx.run(ctx.on.relation_broken(relation), state)
+    return dataclasses.replace(
+        state, relations={r for r in state.relations if r.id != relation.id}
+    )
 
 
 def main() -> None:

@@ -74,6 +74,13 @@ ESTABLISHED_OPTIONS: dict[str, tuple[str, object]] = {
     "storage-s3-accelerate": ("boolean", False),
     "storage-s3-objectacl": ("string", "private"),
     "storage-s3-loglevel": ("string", "off"),
+    # From its layers: layer:nagios and layer:apt.
+    "nagios_context": ("string", "juju"),
+    "nagios_servicegroups": ("string", ""),
+    "extra_packages": ("string", ""),
+    "package_status": ("string", "install"),
+    "install_sources": ("string", ""),
+    "install_keys": ("string", ""),
 }
 ESTABLISHED_ENDPOINTS = {
     "docker-registry": ("provides", "docker-registry"),
