@@ -103,6 +103,7 @@ class DockerRegistryCharm(ops.CharmBase):
         framework.observe(on.images_action, self._on_images_action)
         framework.observe(on.rmi_action, self._on_rmi_action)
         framework.observe(on.garbage_collect_action, self._on_garbage_collect_action)
+        framework.observe(on.disk_usage_action, self._on_disk_usage_action)
 
     def _templates_cache(self) -> Path | None:
         """Where compiled templates are kept between hooks; None if it cannot be made."""
@@ -493,6 +494,23 @@ class DockerRegistryCharm(ops.CharmBase):
             event.fail(str(e))
             return
         event.set_results(collected.results())
+
+    def _on_disk_usage_action(self, event: ops.ActionEvent) -> None:
+        from actions import disk_usage
+        from workload.registry_api import RegistryAPIError, RegistryClient
+
+        plan = self._serving(event)
+        if plan is None:
+            return
+        params = event.load_params(disk_usage.DiskUsageParams)
+        try:
+            usage = disk_usage.measure(
+                RegistryClient(self._local_access(plan)), plan.data_dir, event.log
+            )
+        except RegistryAPIError as e:
+            event.fail(f"Cannot read the registry: {e}")
+            return
+        event.set_results(disk_usage.results(usage, params.top))
 
     def _serving_status(self, desired: RegistryPlan) -> ops.StatusBase:
         """Active while the main registry answers, naming mirrors whose cache does not."""

@@ -50,7 +50,12 @@ def test_push_refuses_bad_parameters_before_copying(ctx, port, params, message):
 
 def test_actions_on_a_stopped_registry_say_how_to_start_it(ctx, port):
     state = ctx.run(ctx.on.action("stop"), unit_state(port))
-    for action, params in [("push", {"image": "a:1"}), ("images", {}), ("rmi", {"image": "a"})]:
+    for action, params in [
+        ("push", {"image": "a:1"}),
+        ("images", {}),
+        ("rmi", {"image": "a"}),
+        ("disk-usage", {}),
+    ]:
         message = fails(ctx, state, action, params)
         assert message == "The registry is stopped; run the start action first"
 
