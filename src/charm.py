@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import socket
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -104,6 +105,7 @@ class DockerRegistryCharm(ops.CharmBase):
         framework.observe(on.rmi_action, self._on_rmi_action)
         framework.observe(on.garbage_collect_action, self._on_garbage_collect_action)
         framework.observe(on.disk_usage_action, self._on_disk_usage_action)
+        framework.observe(on.apply_retention_action, self._on_apply_retention_action)
 
     def _templates_cache(self) -> Path | None:
         """Where compiled templates are kept between hooks; None if it cannot be made."""
@@ -130,9 +132,7 @@ class DockerRegistryCharm(ops.CharmBase):
     def _plan(self, *, maintenance: bool = False) -> RegistryPlan | ops.StatusBase:
         """The registry's plan; `maintenance` makes it read-only for garbage collection."""
         try:
-            config = self.load_config(
-                CharmConfig, secrets=self._config_secrets(), checked_tls=self._checked_tls
-            )
+            config = self._charm_config()
         except InvalidConfigError as e:
             return ops.BlockedStatus(f"Invalid charm config: {e}")
         http_secret = peer.http_secret(self)
@@ -154,6 +154,12 @@ class DockerRegistryCharm(ops.CharmBase):
         if problems := self.registry.path_problems(plan):
             return ops.BlockedStatus(f"Invalid charm config: {'; '.join(problems)}")
         return plan
+
+    def _charm_config(self) -> CharmConfig:
+        """The options, validated (raises InvalidConfigError naming the bad ones)."""
+        return self.load_config(
+            CharmConfig, secrets=self._config_secrets(), checked_tls=self._checked_tls
+        )
 
     def _config_secrets(self) -> dict[str, dict[str, str] | None]:
         """The content of each Juju secret the options name; None where we may not read it."""
@@ -511,6 +517,27 @@ class DockerRegistryCharm(ops.CharmBase):
             event.fail(f"Cannot read the registry: {e}")
             return
         event.set_results(disk_usage.results(usage, params.top))
+
+    def _on_apply_retention_action(self, event: ops.ActionEvent) -> None:
+        from actions import retention
+        from workload.registry_api import RegistryAPIError, RegistryClient
+
+        plan = self._serving(event)
+        if plan is None:
+            return
+        dry_run = event.load_params(retention.ApplyRetentionParams).dry_run
+        client = RegistryClient(self._local_access(plan))
+        rules = self._charm_config().retention
+        try:
+            planned = retention.plan_retention(client, plan, rules, time.time(), event.log)
+        except (retention.RetentionError, RegistryAPIError) as e:
+            event.fail(f"Cannot apply the retention policy: {e}")
+            return
+        failures = [] if dry_run else retention.apply_retention(client, planned, event.log)
+        failure = f"{len(failures)} deletions failed" if failures else None
+        self._report(
+            event, retention.results(planned, dry_run=dry_run, failures=failures), failure
+        )
 
     def _serving_status(self, desired: RegistryPlan) -> ops.StatusBase:
         """Active while the main registry answers, naming mirrors whose cache does not."""

@@ -36,6 +36,8 @@ class ManifestBlobs:
 
     digest: str
     blobs: dict[str, int]
+    children: tuple[str, ...] = ()
+    """The manifests an index names (they are among `blobs` too)."""
 
     @property
     def size(self) -> int:
@@ -64,7 +66,7 @@ class ManifestReader:
             child_blobs = self.read(repository, child)
             if child_blobs is not None:
                 blobs.update(child_blobs.blobs)
-        found = ManifestBlobs(manifest.digest, blobs)
+        found = ManifestBlobs(manifest.digest, blobs, tuple(manifest.children()))
         self._by_digest[manifest.digest] = found
         return found
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 
 from state import front
 from state.mirrors import Mirror, parse_mirrors
+from state.retention import RetentionRule, parse_retention
 from state.settings import (
     CLIENT_CAS_PATH,
     CLIENT_IDENTITY_DIR,
@@ -136,6 +137,7 @@ class CharmConfig:
     registry_https_proxy: str = ""
     registry_image: str = DEFAULT_REGISTRY_IMAGE
     registry_name: str = "registry"
+    retention_policy: str = ""
     storage_cache: str = "inmemory"
     storage_delete: bool = False
     storage_read_only: bool = False
@@ -186,6 +188,7 @@ class CharmConfig:
     token_auth: TokenAuth | None = field(init=False, default=None, repr=False)
     cache: Upstream | None = field(init=False, default=None, repr=False)
     mirrors: tuple[Mirror, ...] = field(init=False, default=(), repr=False)
+    retention: tuple[RetentionRule, ...] = field(init=False, default=(), repr=False)
     storage: Storage = field(init=False, default=Storage("filesystem"), repr=False)
     tls: ServerTLS | None = field(init=False, default=None, repr=False)
 
@@ -199,6 +202,7 @@ class CharmConfig:
             self._check_auth,
             self._check_cache,
             self._check_mirrors,
+            self._check_retention,
             self._check_storage,
             self._check_tls,
         ):
@@ -345,6 +349,11 @@ class CharmConfig:
     def _check_mirrors(self) -> list[tuple[str, str]]:
         mirrors, problems = parse_mirrors(self.cache_mirrors, self.secrets)
         self._derive("mirrors", mirrors)
+        return problems
+
+    def _check_retention(self) -> list[tuple[str, str]]:
+        rules, problems = parse_retention(self.retention_policy)
+        self._derive("retention", rules)
         return problems
 
     def _check_storage(self) -> list[tuple[str, str]]:

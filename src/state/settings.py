@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
+import yaml
+
 CONFIG_PATH = "/etc/docker/registry/config.yml"
 HTPASSWD_PATH = "/etc/docker/registry/htpasswd"
 TOKEN_ROOT_CERTS_PATH = "/etc/docker/registry/token-root-certs.pem"  # noqa: S105 - a name, not a secret
@@ -128,3 +130,15 @@ def secret_value(content: Mapping[str, str] | None, key: str) -> str | None:
     if key in content:
         return content[key]
     return next(iter(content.values())) if len(content) == 1 else None
+
+
+def load_yaml_option(option: str, value: str) -> tuple[object, list[tuple[str, str]]]:
+    """A YAML option's value parsed, or the problem (its line; never the text, maybe secret)."""
+    try:
+        return yaml.safe_load(value), []
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        return None, [(option, f"not valid YAML{where}")]
+    except RecursionError:
+        return None, [(option, "nested too deeply")]

@@ -42,11 +42,25 @@ def manifest_revisions(data_dir: Path, repository: str) -> set[str]:
 
 def tag_pushed_at(data_dir: Path, repository: str, tag: str) -> float | None:
     """When the tag was last pushed: its `current/link`, rewritten at each push."""
+    if "/" in tag or tag in (".", ".."):
+        return None
+    return _modified(data_dir, repository, f"_manifests/tags/{tag}/current/link")
+
+
+def manifest_pushed_at(data_dir: Path, repository: str, digest: str) -> float | None:
+    """When the manifest was pushed to the repository: its revision's `link`."""
+    algorithm, _, hexdigest = digest.partition(":")
+    if algorithm != "sha256" or not hexdigest.isalnum():
+        return None
+    return _modified(data_dir, repository, f"_manifests/revisions/sha256/{hexdigest}/link")
+
+
+def _modified(data_dir: Path, repository: str, path: str) -> float | None:
     folder = _repository_dir(data_dir, repository)
-    if folder is None or "/" in tag or tag in (".", ".."):
+    if folder is None:
         return None
     try:
-        return (folder / "_manifests/tags" / tag / "current/link").stat().st_mtime
+        return (folder / path).stat().st_mtime
     except OSError:
         return None
 

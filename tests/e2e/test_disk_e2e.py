@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,102 @@ def test_disk_usage_matches_the_disk_and_garbage_collect_frees_what_it_predicts(
         skopeo.inspect_digest(f"docker://127.0.0.1:{port}/d/multi:v1", tls_verify=False)
         == digests["multi"]
     )
+
+
+REPOSITORIES = "srv/registry/docker/registry/v2/repositories"
+POLICY = '- {repositories: "ci/*", keep-last: 2, keep-tags: ["v*", latest], untagged-days: 7}'
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory) -> tuple[Path, list[str]]:
+    """Fifteen images sharing a base layer, `img0`..`img14`; their digests."""
+    path = tmp_path_factory.mktemp("builds")
+    base = oci.make_layer(oci.random_layer(32 * 1024, "base"))
+    digests = [
+        oci.build_image(path, f"img{i}", layers=[base, oci.random_layer(8 * 1024, f"b{i}")])
+        for i in range(15)
+    ]
+    return path, digests
+
+
+def on_disk(root: Path) -> tuple[set[str], set[str]]:
+    """repository:tag and repository@digest of every tag and manifest the storage holds."""
+    repositories = root / REPOSITORIES
+    tags = {
+        f"{t.parent.parent.relative_to(repositories)}:{tag.name}"
+        for t in repositories.glob("**/_manifests/tags")
+        for tag in t.iterdir()
+    }
+    manifests = {
+        f"{r.parent.parent.parent.relative_to(repositories)}@sha256:{rev.name}"
+        for r in repositories.glob("**/_manifests/revisions/sha256")
+        for rev in r.iterdir()
+        if (rev / "link").exists()
+    }
+    return tags, manifests
+
+
+def test_retention_dry_run_lists_exactly_the_policy_then_deletes_only_that(
+    ctx, machine, port, builds
+):
+    path, img = builds
+    config = {"storage-delete": True, "retention-policy": POLICY}
+    state = ctx.run(ctx.on.install(), unit_state(port, config=config))
+    root = machine.root / REPOSITORIES
+    pushes = [
+        *((f"ci/app:b{i + 1}", i) for i in range(6)),
+        ("ci/app:v1.0", 6),
+        ("ci/app:latest", 7),
+        ("ci/app:latest", 8),  # img7 untagged, made 10 days old below
+        *((f"ci/lib:b{i + 1}", 9 + i) for i in range(3)),
+        ("ci/lib:b4", 13),
+        ("ci/lib:b4", 12),  # img13 untagged, recent: kept
+        ("other/keep:b1", 0),
+        ("other/keep:b2", 1),
+        ("other/keep:b3", 14),
+    ]
+    now = time.time()
+    for order, (destination, i) in enumerate(pushes):
+        skopeo.copy(
+            oci.layout_ref(path, f"img{i}"),
+            f"docker://127.0.0.1:{port}/{destination}",
+            dest_tls_verify=False,
+        )
+        repository, tag = destination.split(":")
+        pushed = now - 3600 + order * 60  # an order the policy can tell apart
+        os.utime(root / repository / "_manifests/tags" / tag / "current/link", (pushed, pushed))
+    hexdigest = img[7].removeprefix("sha256:")
+    old = now - 10 * 86400
+    os.utime(root / "ci/app/_manifests/revisions/sha256" / hexdigest / "link", (old, old))
+
+    expected = {
+        *(f"ci/app@{img[i]}" for i in (0, 1, 2, 3, 7)),
+        *(f"ci/lib@{img[i]}" for i in (9, 10)),
+    }
+    blobs = {i: image_blobs(path, digest) for i, digest in enumerate(img)}
+    kept = union(*(blobs[i] for i in (4, 5, 6, 8, 11, 12, 13, 0, 1, 14)))
+    deleted = union(*(blobs[int(i)] for i in (0, 1, 2, 3, 7, 9, 10)))
+    predicted = sum(size for digest, size in deleted.items() if digest not in kept)
+
+    before = on_disk(machine.root)
+    ctx.run(ctx.on.action("apply-retention", params={}), state)
+    found = dict(ctx.action_results or {})
+    listed = {line.split()[0] for line in found["deletions"].splitlines()}
+    assert found["dry-run"] is True
+    assert listed == expected
+    assert found["count"] == len(expected)
+    assert found["bytes-freed"] == predicted
+    assert on_disk(machine.root) == before, "a dry run deletes nothing"
+
+    ctx.run(ctx.on.action("apply-retention", params={"dry-run": False}), state)
+    assert ctx.action_results["outcome"] == "success"
+    tags, manifests = on_disk(machine.root)
+    assert manifests == before[1] - expected
+    assert tags == {
+        "ci/app:b5", "ci/app:b6", "ci/app:v1.0", "ci/app:latest",
+        "ci/lib:b3", "ci/lib:b4",
+        "other/keep:b1", "other/keep:b2", "other/keep:b3",
+    }  # fmt: skip
+    stored = blobs_on_disk(machine.root)
+    ctx.run(ctx.on.action("garbage-collect", params={}), state)
+    assert sum(stored.values()) - sum(blobs_on_disk(machine.root).values()) == predicted

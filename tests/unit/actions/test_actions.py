@@ -249,3 +249,16 @@ def test_garbage_collect_on_shared_storage_needs_the_application_read_only(ctx, 
         "juju config docker-registry storage-read-only=true"
     )
     assert machine.launches["docker-registry"] == 0, "nothing was touched"
+
+
+def test_apply_retention_needs_a_policy_and_filesystem_storage(ctx, port):
+    assert fails(ctx, unit_state(port), "apply-retention", {}) == (
+        "Cannot apply the retention policy: no retention-policy is set"
+    )
+    config = {
+        "storage-s3-region": "us-east-1",
+        "storage-s3-bucket": "images",
+        "retention-policy": "- {repositories: '*', keep-last: 3}",
+    }
+    message = fails(ctx, unit_state(port, config=config), "apply-retention", {})
+    assert message.startswith("Cannot apply the retention policy: retention-policy needs")
