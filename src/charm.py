@@ -9,6 +9,8 @@ handlers (`actions/`). Status is reported from collect-status only.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import functools
 import logging
 import socket
@@ -22,6 +24,7 @@ import ops
 from relations import cert_provider, docker_registry, peer, website
 from state.config import CharmConfig, InvalidConfigError, secret_uris
 from state.front import SERVICE_TEMPLATE
+from state.maintenance import MaintenanceRun, plan_maintenance
 from state.plan import (
     PlanError,
     PlanInputs,
@@ -33,6 +36,7 @@ from state.settings import is_absolute_url
 from state.tls import Checked, ServerTLS
 from workload import established
 from workload.machine import Machine, UbuntuMachine
+from workload.maintenance import write_metrics
 from workload.registry import SERVICE, Registry
 
 if TYPE_CHECKING:
@@ -47,20 +51,36 @@ STOPPED_FOR_STORAGE = "Registry stopped: its storage is detaching; images stay o
 DATA_STORAGE = "data"
 
 
+class ScheduledMaintenanceEvent(ops.EventBase):
+    """The maintenance timer fired (dispatched by `juju-exec`, see state/maintenance.py)."""
+
+
+class DockerRegistryEvents(ops.CharmEvents):
+    """Juju's events, and the one the maintenance timer dispatches."""
+
+    scheduled_maintenance = ops.EventSource(ScheduledMaintenanceEvent)
+
+
 class DockerRegistryCharm(ops.CharmBase):
     """Runs the registry service and keeps it as config and relations want it."""
 
+    on = DockerRegistryEvents()  # type: ignore[reportAssignmentType]
     _stored = ops.StoredState()
 
     def __init__(self, framework: ops.Framework):
         super().__init__(framework)
         self._stored.set_default(
-            stopped_by_operator=False, established_client_auth=False, checked_tls={}
+            stopped_by_operator=False,
+            established_client_auth=False,
+            checked_tls={},
+            last_maintenance={},
         )
         self._stopped_for: str | None = None
         """Why a hook stopped the registry (the unit or its storage is going away)."""
         self._port_held = False
         """Another process held the registry's port when this hook started it."""
+        self._maintenance_problem: str | None = None
+        """Why the maintenance timer could not be set up (systemd rejects the schedule)."""
         self.registry = Registry(self.make_machine())
         self.templates = template_environment(self.charm_dir, self._templates_cache())
         # Built before our observers, so that the TLS library handles its
@@ -106,6 +126,7 @@ class DockerRegistryCharm(ops.CharmBase):
         framework.observe(on.garbage_collect_action, self._on_garbage_collect_action)
         framework.observe(on.disk_usage_action, self._on_disk_usage_action)
         framework.observe(on.apply_retention_action, self._on_apply_retention_action)
+        framework.observe(on.scheduled_maintenance, self._on_scheduled_maintenance)
 
     def _templates_cache(self) -> Path | None:
         """Where compiled templates are kept between hooks; None if it cannot be made."""
@@ -311,10 +332,20 @@ class DockerRegistryCharm(ops.CharmBase):
         if self.registry.apply(desired):
             self.registry.wait_until_answering(desired)
         self._remember_checked(desired.tls)
+        self._maintenance_problem = self.registry.apply_maintenance(
+            plan_maintenance(
+                self._charm_config().maintenance_schedule,
+                leader=self.unit.is_leader(),
+                unit_name=self.unit.name,
+                root=self.registry.machine.root,
+                templates=self.templates,
+            )
+        )
 
     def _on_stop(self, _: ops.EventBase) -> None:
-        """The unit is going away: stop serving, keep the images."""
+        """The unit is going away: stop serving and the maintenance timer, keep the images."""
         self._stopped_for = STOPPED_FOR_JUJU
+        self.registry.apply_maintenance(None)
         self.registry.stop()
 
     def _on_start_action(self, event: ops.ActionEvent) -> None:
@@ -539,6 +570,62 @@ class DockerRegistryCharm(ops.CharmBase):
             event, retention.results(planned, dry_run=dry_run, failures=failures), failure
         )
 
+    def _on_scheduled_maintenance(self, _: ScheduledMaintenanceEvent) -> None:
+        """The timer's window: retention policy, then garbage collection (read-only)."""
+        if not self.unit.is_leader():
+            logger.info("scheduled maintenance: not the leader, nothing to do")
+            return
+        run = self._maintain()
+        self._stored.last_maintenance = dataclasses.asdict(run)
+        write_metrics(self.registry.machine.root, run)
+        logger.info("scheduled maintenance: %s", run.detail)
+
+    def _maintain(self) -> MaintenanceRun:
+        """Apply the retention policy, then collect garbage; what happened."""
+        from actions import retention
+        from actions.garbage_collect import GarbageCollectError, collect_garbage
+        from workload.registry_api import RegistryAPIError, RegistryClient
+
+        normal, read_only = self.desired, self._plan(maintenance=True)
+        if not isinstance(normal, RegistryPlan) or not isinstance(read_only, RegistryPlan):
+            return MaintenanceRun(time.time(), False, None, 0, "the registry is not configured")
+        if self._stored.stopped_by_operator:
+            return MaintenanceRun(time.time(), False, None, 0, "the registry is stopped")
+        deleted = 0
+        try:
+            rules = self._charm_config().retention
+            if rules:
+                client = RegistryClient(self._local_access(normal))
+                planned = retention.plan_retention(client, normal, rules, time.time(), logger.info)
+                failures = retention.apply_retention(client, planned, logger.info)
+                deleted = len(planned.deletions) - len(failures)
+                if failures:
+                    raise retention.RetentionError(f"{len(failures)} deletions failed")
+            collected = collect_garbage(
+                self.registry,
+                normal,
+                read_only,
+                delete_untagged=False,
+                serving=True,
+                log=logger.info,
+            )
+        except (retention.RetentionError, RegistryAPIError, GarbageCollectError) as e:
+            return MaintenanceRun(time.time(), False, None, deleted, str(e))
+        freed = collected.bytes_freed
+        detail = f"{deleted} manifests deleted, " + (
+            "freed unknown (object storage)" if freed is None else f"{freed} bytes freed"
+        )
+        return MaintenanceRun(time.time(), True, freed, deleted, detail)
+
+    def _last_maintenance(self) -> str:
+        """The last scheduled maintenance, for the status; empty if none ran."""
+        last = dict(self._stored.last_maintenance)
+        if not last:
+            return ""
+        when = datetime.datetime.fromtimestamp(last["finished"], datetime.timezone.utc)
+        outcome = last["detail"] if last["ok"] else f"failed: {last['detail']}"
+        return f" Last maintenance {when:%Y-%m-%d %H:%M} UTC: {outcome}."
+
     def _serving_status(self, desired: RegistryPlan) -> ops.StatusBase:
         """Active while the main registry answers, naming mirrors whose cache does not."""
         # Running first: another process (the established charm's container)
@@ -569,6 +656,7 @@ class DockerRegistryCharm(ops.CharmBase):
             ready += f" The certificate expires on {desired.tls.not_after:%Y-%m-%d}."
         if usage and usage.filling:
             ready += f" Storage {usage}."
+        ready += self._last_maintenance()
         down = [m for m in desired.front.mirrors if m.service in silent] if desired.front else []
         if not down:
             return ops.ActiveStatus(ready)
@@ -595,6 +683,10 @@ class DockerRegistryCharm(ops.CharmBase):
             )
         else:
             event.add_status(self._serving_status(desired))
+        if self._maintenance_problem:
+            event.add_status(
+                ops.BlockedStatus(f"Invalid charm config: {self._maintenance_problem}")
+            )
         relation_tls = self.relation_tls
         if isinstance(relation_tls, ops.WaitingStatus) and (
             isinstance(desired, RegistryPlan) and desired.tls is None

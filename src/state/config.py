@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
 from state import front
+from state.maintenance import schedule_problem
 from state.mirrors import Mirror, parse_mirrors
 from state.retention import RetentionRule, parse_retention
 from state.settings import (
@@ -133,6 +134,7 @@ class CharmConfig:
     debug_port: int = 5001
     prometheus_metrics: bool = False
     log_level: str = "info"
+    maintenance_schedule: str = ""
     registry_http_proxy: str = ""
     registry_https_proxy: str = ""
     registry_image: str = DEFAULT_REGISTRY_IMAGE
@@ -202,7 +204,7 @@ class CharmConfig:
             self._check_auth,
             self._check_cache,
             self._check_mirrors,
-            self._check_retention,
+            self._check_maintenance,
             self._check_storage,
             self._check_tls,
         ):
@@ -351,9 +353,11 @@ class CharmConfig:
         self._derive("mirrors", mirrors)
         return problems
 
-    def _check_retention(self) -> list[tuple[str, str]]:
+    def _check_maintenance(self) -> list[tuple[str, str]]:
         rules, problems = parse_retention(self.retention_policy)
         self._derive("retention", rules)
+        if why := schedule_problem(self.maintenance_schedule):
+            problems.append(("maintenance-schedule", why))
         return problems
 
     def _check_storage(self) -> list[tuple[str, str]]:

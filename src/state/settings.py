@@ -142,3 +142,7 @@ def load_yaml_option(option: str, value: str) -> tuple[object, list[tuple[str, s
         return None, [(option, f"not valid YAML{where}")]
     except RecursionError:
         return None, [(option, "nested too deeply")]
+
+
+METRICS_TEXTFILE_DIR = "/var/lib/docker-registry-charm/metrics"
+"""Prometheus textfiles the charm writes (node-exporter's textfile collector reads them)."""

@@ -17,6 +17,8 @@ import pytest
 
 from charm_context import unit_state
 from support import oci, skopeo
+from support.load import Load, Target
+from support.wait import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -236,3 +238,59 @@ def test_retention_dry_run_lists_exactly_the_policy_then_deletes_only_that(
     stored = blobs_on_disk(machine.root)
     ctx.run(ctx.on.action("garbage-collect", params={}), state)
     assert sum(stored.values()) - sum(blobs_on_disk(machine.root).values()) == predicted
+
+
+def fire_timer(ctx, state):
+    """What the timer's juju-exec dispatches: the scheduled_maintenance event, as a hook."""
+    with ctx(ctx.on.update_status(), state) as manager:
+        manager.charm.on.scheduled_maintenance.emit()
+        return manager.run()
+
+
+def test_scheduled_maintenance_applies_the_policy_then_collects_and_cuts_no_pull(
+    ctx, machine, port, builds
+):
+    path, img = builds
+    config = {
+        "storage-delete": True,
+        "retention-policy": "- {repositories: ci/*, keep-last: 1}",
+        "maintenance-schedule": "daily",
+    }
+    state = ctx.run(ctx.on.install(), unit_state(port, config=config))
+    assert machine.timers == {"docker-registry-maintenance.timer"}
+    for tag, i in (("b1", 0), ("b2", 1), ("b3", 2)):
+        skopeo.copy(
+            oci.layout_ref(path, f"img{i}"),
+            f"docker://127.0.0.1:{port}/ci/app:{tag}",
+            dest_tls_verify=False,
+        )
+    kept = json.loads(oci.read_blob(path, img[2]))
+    targets = [
+        Target(
+            f"/v2/ci/app/blobs/{kept['layers'][1]['digest']}", digest=kept["layers"][1]["digest"]
+        ),
+        Target(f"/v2/ci/app/manifests/{img[2]}", accept=oci.MEDIA_TYPE_MANIFEST),
+    ]
+    stored = blobs_on_disk(machine.root)
+    with Load("127.0.0.1", port, targets) as load:
+        wait_for(lambda: load.count("ok") >= 8, timeout=60, what="pulls before the window")
+        state = fire_timer(ctx, state)
+        done = load.count("ok")
+        wait_for(lambda: load.count("ok") >= done + 8, timeout=60, what="pulls after it")
+    print(f"\npulls across the maintenance window: {dict(load.tally.outcomes)}")
+    assert load.tally.outcomes["cut"] == 0, load.tally.errors
+    assert load.tally.outcomes["failed"] == 0, load.tally.errors
+
+    freed = sum(stored.values()) - sum(blobs_on_disk(machine.root).values())
+    only_old = set(image_blobs(path, img[0])) | set(image_blobs(path, img[1]))
+    assert freed == sum(stored[d] for d in only_old - set(image_blobs(path, img[2])))
+    assert on_disk(machine.root)[0] == {"ci/app:b3"}
+    assert "Last maintenance" in state.unit_status.message
+    assert f"2 manifests deleted, {freed} bytes freed" in state.unit_status.message
+    metrics = (machine.root / "var/lib/docker-registry-charm/metrics/maintenance.prom").read_text()
+    assert "docker_registry_maintenance_last_run_success 1\n" in metrics
+    assert f"docker_registry_maintenance_last_run_freed_bytes {freed}\n" in metrics
+    assert (
+        "readonly:\n      enabled: false"
+        in (machine.root / "etc/docker/registry/config.yml").read_text()
+    ), "writable again"
