@@ -511,19 +511,36 @@ class DockerRegistryCharm(ops.CharmBase):
             GarbageCollectError,
             GarbageCollectParams,
             collect_garbage,
+            multi_arch_tags,
         )
+        from workload.registry_api import RegistryAPIError, RegistryClient
 
         normal, read_only = self.desired, self._plan(maintenance=True)
         if not isinstance(normal, RegistryPlan):
             event.fail(f"The registry is not configured: {normal.message}")
             return
         assert isinstance(read_only, RegistryPlan), "same inputs as the normal plan"
+        delete_untagged = event.load_params(GarbageCollectParams).delete_untagged
+        if delete_untagged and not self._stored.stopped_by_operator:
+            try:
+                multi_arch = multi_arch_tags(RegistryClient(self._local_access(normal)))
+            except RegistryAPIError as e:
+                event.fail(f"Cannot check for multi-arch images: {e}")
+                return
+            if multi_arch:
+                event.fail(
+                    "delete-untagged would break multi-arch images (Distribution 2.8 deletes "
+                    f"the platform images their index names): {', '.join(multi_arch[:5])}; "
+                    "delete untagged manifests with retention-policy untagged-days and "
+                    "apply-retention instead"
+                )
+                return
         try:
             collected = collect_garbage(
                 self.registry,
                 normal,
                 read_only,
-                delete_untagged=event.load_params(GarbageCollectParams).delete_untagged,
+                delete_untagged=delete_untagged,
                 serving=not self._stored.stopped_by_operator,
                 log=event.log,
             )

@@ -14,11 +14,13 @@ import time
 from pathlib import Path
 
 import pytest
+from ops import testing
 
 from charm_context import unit_state
 from support import oci, skopeo
 from support.load import Load, Target
 from support.wait import wait_for
+from workload.registry_api import RegistryAPIError, RegistryClient, local_access
 
 pytestmark = pytest.mark.e2e
 
@@ -294,3 +296,36 @@ def test_scheduled_maintenance_applies_the_policy_then_collects_and_cuts_no_pull
         "readonly:\n      enabled: false"
         in (machine.root / "etc/docker/registry/config.yml").read_text()
     ), "writable again"
+
+
+def test_pushes_in_the_read_only_window_get_the_registrys_answer(ctx, port):
+    state = ctx.run(ctx.on.install(), unit_state(port, config={"storage-read-only": True}))
+    with ctx(ctx.on.update_status(), state) as manager:
+        client = RegistryClient(local_access(manager.charm.desired))
+    with pytest.raises(RegistryAPIError) as refused:
+        client.request("POST", "/v2/ci/app/blobs/uploads/")
+    assert refused.value.status == 405, "Method Not Allowed, with no error code in the body"
+
+
+def test_garbage_collect_refuses_delete_untagged_that_would_break_a_multi_arch_image(
+    ctx, port, layout
+):
+    path, _ = layout
+    state = ctx.run(ctx.on.install(), unit_state(port))
+    skopeo.copy(
+        oci.layout_ref(path, "multi"),
+        f"docker://127.0.0.1:{port}/d/multi:v1",
+        dest_tls_verify=False,
+        all_images=True,
+    )
+    with pytest.raises(testing.ActionFailed) as failed:
+        ctx.run(ctx.on.action("garbage-collect", params={"delete-untagged": True}), state)
+    assert failed.value.message.startswith("delete-untagged would break multi-arch images")
+    assert "d/multi:v1" in failed.value.message
+    out = path.parent / "pulled"
+    skopeo.copy(
+        f"docker://127.0.0.1:{port}/d/multi:v1",
+        f"oci:{out}:x",
+        src_tls_verify=False,
+        all_images=True,
+    )  # every platform image still pulls
