@@ -78,10 +78,13 @@ class Unit:
             raise AssertionError(f"the charm raised:\n{answer['error']}")
         return answer
 
-    def event(self, name: str, **config: object) -> dict:
-        """Fire a Juju event, with some options changed first; the unit's status after it."""
+    def event(self, name: str, *, leader: bool | None = None, **config: object) -> dict:
+        """Fire a Juju event, with some options (or leadership) changed first; the status after."""
         options = {key.replace("_", "-"): value for key, value in config.items()}
-        self.answers[name] = self._request({"event": name, "config": options})
+        request: dict = {"event": name, "config": options}
+        if leader is not None:
+            request["leader"] = leader
+        self.answers[name] = self._request(request)
         return self.answers[name]
 
     def storage(self, event: str) -> dict:

@@ -152,12 +152,13 @@ def expire(rule: RetentionRule, contents: RepositoryContents, now: float) -> Exp
         for digest, pushed in sorted(contents.untagged.items()):
             if pushed < cutoff:
                 manifests[digest] = f"untagged, pushed over {rule.untagged_days:g} days ago"
-    # An index goes with its platform manifests; the children of one that stays, stay.
+    # An index goes with its platform manifests; a tagged one, or one a staying index
+    # names, stays.
     for digest in list(manifests):
         for child in contents.children.get(digest, ()):
             manifests.setdefault(child, f"named only by {digest}")
-    staying = (set(kept_digests) | set(contents.untagged)) - set(manifests)
-    needed = {child for index in staying for child in contents.children.get(index, ())}
+    staying = (kept_digests | set(contents.untagged)) - set(manifests)
+    needed = kept_digests | {c for index in staying for c in contents.children.get(index, ())}
     return Expiry(
         {digest: why for digest, why in manifests.items() if digest not in needed},
         tuple(held),

@@ -339,13 +339,15 @@ class Registry:
     def apply_maintenance(self, plan: MaintenancePlan | None) -> str | None:
         """Write (or remove) the maintenance timer; why not, if systemd rejects the schedule.
 
-        A timer rewritten with the same content is left alone: it neither
-        restarts nor loses its next run.
+        systemd is asked only about a schedule not written yet. A timer with
+        the same content is left alone: it neither restarts nor loses its next run.
         """
-        if plan is not None and (problem := calendar_problem(plan.schedule)):
-            return problem
         paths = [self.machine.root / p.lstrip("/") for p in (TIMER_PATH, SERVICE_PATH)]
         wanted = plan.files if plan else {}
+        timer = wanted.get(paths[0])
+        unchecked = plan is not None and timer is not None and not _holds(paths[0], timer)
+        if unchecked and plan is not None and (problem := calendar_problem(plan.schedule)):
+            return problem
         changed = False
         for path in paths:
             content = wanted.get(path)
@@ -529,3 +531,11 @@ def _remove_if_empty(folder: Path) -> None:
     """Remove a folder the charm made once it holds nothing."""
     with contextlib.suppress(OSError):  # absent, or something else is in it
         folder.rmdir()
+
+
+def _holds(path: Path, content: str) -> bool:
+    """Whether the file exists with exactly `content`."""
+    try:
+        return path.read_text() == content
+    except OSError:
+        return False

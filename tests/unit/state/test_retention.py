@@ -121,3 +121,16 @@ def test_a_rule_without_keep_last_keeps_every_tag():
     rule = RetentionRule(("*",), untagged_days=0)
     expiry = expire(rule, contents({"a": ("sha256:a", 0.0)}, {"sha256:u": NOW - 1}), NOW)
     assert expiry.manifests == {"sha256:u": "untagged, pushed over 0 days ago"}
+
+
+def test_a_platform_manifest_with_a_kept_tag_of_its_own_stays_when_its_index_goes():
+    rule = RetentionRule(("*",), keep_last=1, keep_tags=("v*",))
+    expiry = expire(
+        rule,
+        contents(
+            {"old": ("sha256:i", NOW - 9), "new": ("sha256:n", NOW), "v1-amd64": ("sha256:c", 0)},
+            children={"sha256:i": ("sha256:c", "sha256:d")},
+        ),
+        NOW,
+    )
+    assert list(expiry.manifests) == ["sha256:i", "sha256:d"]
