@@ -74,13 +74,12 @@ class DockerRegistryCharm(ops.CharmBase):
             established_client_auth=False,
             checked_tls={},
             last_maintenance={},
+            maintenance_problem="",
         )
         self._stopped_for: str | None = None
         """Why a hook stopped the registry (the unit or its storage is going away)."""
         self._port_held = False
         """Another process held the registry's port when this hook started it."""
-        self._maintenance_problem: str | None = None
-        """Why the maintenance timer could not be set up (systemd rejects the schedule)."""
         self.registry = Registry(self.make_machine())
         self.templates = template_environment(self.charm_dir, self._templates_cache())
         # Built before our observers, so that the TLS library handles its
@@ -332,14 +331,18 @@ class DockerRegistryCharm(ops.CharmBase):
         if self.registry.apply(desired):
             self.registry.wait_until_answering(desired)
         self._remember_checked(desired.tls)
-        self._maintenance_problem = self.registry.apply_maintenance(
-            plan_maintenance(
-                self._charm_config().maintenance_schedule,
-                leader=self.unit.is_leader(),
-                unit_name=self.unit.name,
-                root=self.registry.machine.root,
-                templates=self.templates,
+        # Kept across hooks: actions' hooks do not reconcile, and must not hide it.
+        self._stored.maintenance_problem = (
+            self.registry.apply_maintenance(
+                plan_maintenance(
+                    self._charm_config().maintenance_schedule,
+                    leader=self.unit.is_leader(),
+                    unit_name=self.unit.name,
+                    root=self.registry.machine.root,
+                    templates=self.templates,
+                )
             )
+            or ""
         )
 
     def _on_stop(self, _: ops.EventBase) -> None:
@@ -700,9 +703,9 @@ class DockerRegistryCharm(ops.CharmBase):
             )
         else:
             event.add_status(self._serving_status(desired))
-        if self._maintenance_problem:
+        if self._stored.maintenance_problem:
             event.add_status(
-                ops.BlockedStatus(f"Invalid charm config: {self._maintenance_problem}")
+                ops.BlockedStatus(f"Invalid charm config: {self._stored.maintenance_problem}")
             )
         relation_tls = self.relation_tls
         if isinstance(relation_tls, ops.WaitingStatus) and (

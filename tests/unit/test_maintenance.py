@@ -38,6 +38,11 @@ def test_a_schedule_systemd_rejects_blocks_and_writes_no_timer(ctx, machine, por
     assert "maintenance-schedule: systemd does not accept 'Funday'" in state.unit_status.message
     assert not (machine.root / TIMER_PATH.lstrip("/")).exists()
     assert machine.timers == set()
+    state = ctx.run(ctx.on.action("disk-usage"), state)
+    assert state.unit_status.name == "blocked", "an action's hook does not hide it"
+    state = ctx.run(ctx.on.config_changed(), with_config(state, maintenance_schedule="daily"))
+    assert state.unit_status.name == "active"
+    assert machine.timers == {TIMER}
 
 
 @pytest.mark.parametrize("value", ["daily\n[Service]", "x;rm", "a" * 201, "$(id)"])
