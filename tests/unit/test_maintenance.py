@@ -8,6 +8,7 @@ import pytest
 
 from charm_context import unit_state, with_config
 from state.maintenance import SERVICE_PATH, TIMER, TIMER_PATH, schedule_problem
+from state.settings import METRICS_TEXTFILE_DIR
 
 SCHEDULE = "Sun *-*-* 03:00:00"
 
@@ -53,3 +54,20 @@ def test_a_schedule_that_could_reach_other_lines_is_refused_by_shape(value):
 def test_calendar_shapes_pass():
     for value in ("", "daily", SCHEDULE, "Mon..Fri 22:30", "*-*-1/2 04:00 UTC"):
         assert schedule_problem(value) is None
+
+
+@pytest.mark.filterwarnings("ignore:pre-series-upgrade events:DeprecationWarning")
+def test_a_window_on_shared_object_storage_changes_nothing_and_says_why(ctx, machine, port):
+    s3 = {"storage-s3-region": "us-east-1", "storage-s3-bucket": "images"}
+    state = unit_state(port, config={**s3, "maintenance-schedule": "daily"})
+    with ctx(ctx.on.pre_series_upgrade(), state) as manager:  # an event that does not reconcile
+        manager.charm.on.scheduled_maintenance.emit()
+        state = manager.run()
+    assert machine.launches["docker-registry"] == 0, "never read-only, nothing restarted"
+    [stored] = [s for s in state.stored_states if "last_maintenance" in s.content]
+    last = stored.content["last_maintenance"]
+    assert last["ok"] is False
+    assert last["detail"].startswith("images are in shared object storage")
+    metrics = machine.root / METRICS_TEXTFILE_DIR.lstrip("/") / "maintenance.prom"
+    assert "docker_registry_maintenance_last_run_success 0\n" in metrics.read_text()
+    assert "docker_registry_maintenance_last_run_freed_bytes -1\n" in metrics.read_text()
