@@ -581,10 +581,10 @@ class DockerRegistryCharm(ops.CharmBase):
         rules = self._charm_config().retention
         try:
             planned = retention.plan_retention(client, plan, rules, time.time(), event.log)
+            failures = [] if dry_run else retention.apply_retention(client, planned, event.log)
         except (retention.RetentionError, RegistryAPIError) as e:
             event.fail(f"Cannot apply the retention policy: {e}")
             return
-        failures = [] if dry_run else retention.apply_retention(client, planned, event.log)
         failure = f"{len(failures)} deletions failed" if failures else None
         self._report(
             event, retention.results(planned, dry_run=dry_run, failures=failures), failure

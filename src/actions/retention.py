@@ -24,6 +24,7 @@ from actions.disk_usage import (
     measure,
     merged,
 )
+from actions.images import DELETE_DISABLED
 from state.plan import RegistryPlan
 from state.retention import RepositoryContents, RetentionRule, expire, rule_for
 from workload import storage_layout
@@ -135,13 +136,18 @@ def freed_bytes(usage: Usage, deletions: list[Planned]) -> int:
 def apply_retention(
     client: RegistryClient, retention: RetentionPlan, log: Callable[[str], None]
 ) -> list[str]:
-    """Delete the planned manifests through the API; the failures, each with why."""
+    """Delete the planned manifests through the API; the failures, each with why.
+
+    Raises RetentionError at once when the registry does not allow deleting.
+    """
     failures = []
     for deletion in retention.deletions:
         try:
             client.delete_manifest(deletion.repository, deletion.manifest.digest)
             log(f"deleted {deletion}")
         except RegistryAPIError as e:
+            if e.code == "UNSUPPORTED":
+                raise RetentionError(DELETE_DISABLED) from None
             if e.status == 404:  # deleted meanwhile
                 continue
             failures.append(f"{deletion.repository}@{deletion.manifest.digest}: {e}")

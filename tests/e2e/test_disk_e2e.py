@@ -329,3 +329,18 @@ def test_garbage_collect_refuses_delete_untagged_that_would_break_a_multi_arch_i
         src_tls_verify=False,
         all_images=True,
     )  # every platform image still pulls
+
+
+def test_retention_without_storage_delete_says_how_to_allow_it(ctx, port, builds):
+    path, _ = builds
+    config = {"retention-policy": "- {repositories: '*', keep-last: 1}"}
+    state = ctx.run(ctx.on.install(), unit_state(port, config=config))
+    for tag in ("b1", "b2"):
+        skopeo.copy(
+            oci.layout_ref(path, f"img{tag[1]}"),
+            f"docker://127.0.0.1:{port}/app:{tag}",
+            dest_tls_verify=False,
+        )
+    with pytest.raises(testing.ActionFailed) as failed:
+        ctx.run(ctx.on.action("apply-retention", params={"dry-run": False}), state)
+    assert failed.value.message.endswith("run: juju config docker-registry storage-delete=true")
