@@ -9,9 +9,12 @@ handlers (`actions/`). Status is reported from collect-status only.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import functools
 import logging
 import socket
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -22,6 +25,7 @@ from relations import cert_provider, docker_registry, nrpe, peer, website
 from state.config import CharmConfig, InvalidConfigError, secret_uris
 from state.front import PACKAGES as FRONT_PACKAGES
 from state.front import SERVICE_TEMPLATE
+from state.maintenance import MaintenanceRun, plan_maintenance
 from state.nagios import nagios_files, nagios_site, registry_checks
 from state.packages import PackagePlan, plan_packages
 from state.plan import (
@@ -35,6 +39,7 @@ from state.settings import is_absolute_url
 from state.tls import Checked, ServerTLS
 from workload import established
 from workload.machine import Machine, UbuntuMachine
+from workload.maintenance import write_metrics
 from workload.nagios import apply_nagios_files
 from workload.packages import apply_sources, install_extra, set_holds
 from workload.registry import PACKAGES, SERVICE, Registry
@@ -51,9 +56,20 @@ STOPPED_FOR_STORAGE = "Registry stopped: its storage is detaching; images stay o
 DATA_STORAGE = "data"
 
 
+class ScheduledMaintenanceEvent(ops.EventBase):
+    """The maintenance timer fired (dispatched by `juju-exec`, see state/maintenance.py)."""
+
+
+class DockerRegistryEvents(ops.CharmEvents):
+    """Juju's events, and the one the maintenance timer dispatches."""
+
+    scheduled_maintenance = ops.EventSource(ScheduledMaintenanceEvent)
+
+
 class DockerRegistryCharm(ops.CharmBase):
     """Runs the registry service and keeps it as config and relations want it."""
 
+    on = DockerRegistryEvents()  # type: ignore[reportAssignmentType]
     _stored = ops.StoredState()
 
     def __init__(self, framework: ops.Framework):
@@ -66,6 +82,8 @@ class DockerRegistryCharm(ops.CharmBase):
             packages_fingerprint="",
             package_problem="",
             held_packages=[],
+            last_maintenance={},
+            maintenance_problem="",
         )
         self._stopped_for: str | None = None
         """Why a hook stopped the registry (the unit or its storage is going away)."""
@@ -117,6 +135,9 @@ class DockerRegistryCharm(ops.CharmBase):
         framework.observe(on.images_action, self._on_images_action)
         framework.observe(on.rmi_action, self._on_rmi_action)
         framework.observe(on.garbage_collect_action, self._on_garbage_collect_action)
+        framework.observe(on.disk_usage_action, self._on_disk_usage_action)
+        framework.observe(on.apply_retention_action, self._on_apply_retention_action)
+        framework.observe(on.scheduled_maintenance, self._on_scheduled_maintenance)
 
     def _templates_cache(self) -> Path | None:
         """Where compiled templates are kept between hooks; None if it cannot be made."""
@@ -174,6 +195,13 @@ class DockerRegistryCharm(ops.CharmBase):
         if problems := self.registry.path_problems(plan):
             return ops.BlockedStatus(f"Invalid charm config: {'; '.join(problems)}")
         return plan
+
+    @property
+    def _valid_config(self) -> CharmConfig:
+        """The validated options, where the plan is known: it is built from them."""
+        config = self._config
+        assert isinstance(config, CharmConfig), "the plan is built from valid options"
+        return config
 
     def _config_secrets(self) -> dict[str, dict[str, str] | None]:
         """The content of each Juju secret the options name; None where we may not read it."""
@@ -334,6 +362,19 @@ class DockerRegistryCharm(ops.CharmBase):
         if self.registry.apply(desired):
             self.registry.wait_until_answering(desired)
         self._remember_checked(desired.tls)
+        # Kept across hooks: actions' hooks do not reconcile, and must not hide it.
+        self._stored.maintenance_problem = (
+            self.registry.apply_maintenance(
+                plan_maintenance(
+                    self._valid_config.maintenance_schedule,
+                    leader=self.unit.is_leader(),
+                    unit_name=self.unit.name,
+                    root=self.registry.machine.root,
+                    templates=self.templates,
+                )
+            )
+            or ""
+        )
 
     def _package_plan(self, config: CharmConfig) -> PackagePlan:
         return plan_packages(
@@ -392,8 +433,9 @@ class DockerRegistryCharm(ops.CharmBase):
             nrpe.announce(self, relation)
 
     def _on_stop(self, _: ops.EventBase) -> None:
-        """The unit is going away: stop serving, keep the images."""
+        """The unit is going away: stop serving and the maintenance timer, keep the images."""
         self._stopped_for = STOPPED_FOR_JUJU
+        self.registry.apply_maintenance(None)
         self.registry.stop()
 
     def _on_start_action(self, event: ops.ActionEvent) -> None:
@@ -559,19 +601,36 @@ class DockerRegistryCharm(ops.CharmBase):
             GarbageCollectError,
             GarbageCollectParams,
             collect_garbage,
+            multi_arch_tags,
         )
+        from workload.registry_api import RegistryAPIError, RegistryClient
 
         normal, read_only = self.desired, self._plan(maintenance=True)
         if not isinstance(normal, RegistryPlan):
             event.fail(f"The registry is not configured: {normal.message}")
             return
         assert isinstance(read_only, RegistryPlan), "same inputs as the normal plan"
+        delete_untagged = event.load_params(GarbageCollectParams).delete_untagged
+        if delete_untagged and not self._stored.stopped_by_operator:
+            try:
+                multi_arch = multi_arch_tags(RegistryClient(self._local_access(normal)))
+            except RegistryAPIError as e:
+                event.fail(f"Cannot check for multi-arch images: {e}")
+                return
+            if multi_arch:
+                event.fail(
+                    "delete-untagged would break multi-arch images (Distribution 2.8 deletes "
+                    f"the platform images their index names): {', '.join(multi_arch[:5])}; "
+                    "delete untagged manifests with retention-policy untagged-days and "
+                    "apply-retention instead"
+                )
+                return
         try:
             collected = collect_garbage(
                 self.registry,
                 normal,
                 read_only,
-                delete_untagged=event.load_params(GarbageCollectParams).delete_untagged,
+                delete_untagged=delete_untagged,
                 serving=not self._stored.stopped_by_operator,
                 log=event.log,
             )
@@ -579,6 +638,100 @@ class DockerRegistryCharm(ops.CharmBase):
             event.fail(str(e))
             return
         event.set_results(collected.results())
+
+    def _on_disk_usage_action(self, event: ops.ActionEvent) -> None:
+        from actions import disk_usage
+        from workload.registry_api import RegistryAPIError, RegistryClient
+
+        plan = self._serving(event)
+        if plan is None:
+            return
+        params = event.load_params(disk_usage.DiskUsageParams)
+        try:
+            usage = disk_usage.measure(
+                RegistryClient(self._local_access(plan)), plan.data_dir, event.log
+            )
+        except RegistryAPIError as e:
+            event.fail(f"Cannot read the registry: {e}")
+            return
+        event.set_results(disk_usage.results(usage, params.top))
+
+    def _on_apply_retention_action(self, event: ops.ActionEvent) -> None:
+        from actions import retention
+        from workload.registry_api import RegistryAPIError, RegistryClient
+
+        plan = self._serving(event)
+        if plan is None:
+            return
+        dry_run = event.load_params(retention.ApplyRetentionParams).dry_run
+        client = RegistryClient(self._local_access(plan))
+        rules = self._valid_config.retention
+        try:
+            planned = retention.plan_retention(client, plan, rules, time.time(), event.log)
+            failures = [] if dry_run else retention.apply_retention(client, planned, event.log)
+        except (retention.RetentionError, RegistryAPIError) as e:
+            event.fail(f"Cannot apply the retention policy: {e}")
+            return
+        failure = f"{len(failures)} deletions failed" if failures else None
+        self._report(
+            event, retention.results(planned, dry_run=dry_run, failures=failures), failure
+        )
+
+    def _on_scheduled_maintenance(self, _: ScheduledMaintenanceEvent) -> None:
+        """The timer's window: retention policy, then garbage collection (read-only)."""
+        if not self.unit.is_leader():
+            logger.info("scheduled maintenance: not the leader, nothing to do")
+            return
+        run = self._maintain()
+        self._stored.last_maintenance = dataclasses.asdict(run)
+        write_metrics(self.registry.machine.root, run)
+        logger.info("scheduled maintenance: %s", run.detail)
+
+    def _maintain(self) -> MaintenanceRun:
+        """Apply the retention policy, then collect garbage; what happened."""
+        from actions import retention
+        from actions.garbage_collect import GarbageCollectError, collect_garbage
+        from workload.registry_api import RegistryAPIError, RegistryClient
+
+        normal, read_only = self.desired, self._plan(maintenance=True)
+        if not isinstance(normal, RegistryPlan) or not isinstance(read_only, RegistryPlan):
+            return MaintenanceRun(time.time(), False, None, 0, "the registry is not configured")
+        if self._stored.stopped_by_operator:
+            return MaintenanceRun(time.time(), False, None, 0, "the registry is stopped")
+        deleted = 0
+        try:
+            rules = self._valid_config.retention
+            if rules:
+                client = RegistryClient(self._local_access(normal))
+                planned = retention.plan_retention(client, normal, rules, time.time(), logger.info)
+                failures = retention.apply_retention(client, planned, logger.info)
+                deleted = len(planned.deletions) - len(failures)
+                if failures:
+                    raise retention.RetentionError(f"{len(failures)} deletions failed")
+            collected = collect_garbage(
+                self.registry,
+                normal,
+                read_only,
+                delete_untagged=False,
+                serving=True,
+                log=logger.info,
+            )
+        except (retention.RetentionError, RegistryAPIError, GarbageCollectError) as e:
+            return MaintenanceRun(time.time(), False, None, deleted, str(e))
+        freed = collected.bytes_freed
+        detail = f"{deleted} manifests deleted, " + (
+            "freed unknown (object storage)" if freed is None else f"{freed} bytes freed"
+        )
+        return MaintenanceRun(time.time(), True, freed, deleted, detail)
+
+    def _last_maintenance(self) -> str:
+        """The last scheduled maintenance, for the status; empty if none ran."""
+        last = dict(self._stored.last_maintenance)
+        if not last:
+            return ""
+        when = datetime.datetime.fromtimestamp(last["finished"], datetime.timezone.utc)
+        outcome = last["detail"] if last["ok"] else f"failed: {last['detail']}"
+        return f" Last maintenance {when:%Y-%m-%d %H:%M} UTC: {outcome}."
 
     def _serving_status(self, desired: RegistryPlan) -> ops.StatusBase:
         """Active while the main registry answers, naming mirrors whose cache does not."""
@@ -610,6 +763,7 @@ class DockerRegistryCharm(ops.CharmBase):
             ready += f" The certificate expires on {desired.tls.not_after:%Y-%m-%d}."
         if usage and usage.filling:
             ready += f" Storage {usage}."
+        ready += self._last_maintenance()
         down = [m for m in desired.front.mirrors if m.service in silent] if desired.front else []
         if not down:
             return ops.ActiveStatus(ready)
@@ -638,6 +792,10 @@ class DockerRegistryCharm(ops.CharmBase):
             )
         else:
             event.add_status(self._serving_status(desired))
+        if self._stored.maintenance_problem:
+            event.add_status(
+                ops.BlockedStatus(f"Invalid charm config: {self._stored.maintenance_problem}")
+            )
         relation_tls = self.relation_tls
         if isinstance(relation_tls, ops.WaitingStatus) and (
             isinstance(desired, RegistryPlan) and desired.tls is None

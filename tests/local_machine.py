@@ -64,6 +64,8 @@ class LocalMachine:
         self.daemon_reloads = 0
         self.commands: list[tuple[str, list[str]]] = []
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.timers: set[str] = set()
+        """Timers started (systemd would fire them; tests emit their event)."""
 
     def install_packages(self, packages: Sequence[str], services: Sequence[str] = ()) -> None:
         """Check that the packages' programs are here (CI installs them with apt)."""
@@ -87,11 +89,17 @@ class LocalMachine:
 
     def start(self, service: str) -> None:
         """Launch the service unless it runs already."""
+        if service.endswith(".timer"):
+            self.timers.add(service)
+            return
         if not self.running(service):
             self._launch(service)
 
     def stop(self, service: str) -> None:
         """Terminate the service's process and wait for it as long as its TimeoutStopSec."""
+        if service.endswith(".timer"):
+            self.timers.discard(service)
+            return
         process = self._processes.pop(service, None)
         if process is None or process.poll() is not None:
             return
@@ -107,7 +115,7 @@ class LocalMachine:
     def restart(self, service: str) -> None:
         """Stop, then launch again."""
         self.stop(service)
-        self._launch(service)
+        self.start(service)
 
     def reload(self, service: str) -> None:
         """haproxy's reload (systemd's ExecReload sends SIGUSR2 to the master); others restart."""
@@ -119,6 +127,8 @@ class LocalMachine:
 
     def running(self, service: str) -> bool:
         """Whether the service's process is alive."""
+        if service.endswith(".timer"):
+            return service in self.timers
         process = self._processes.get(service)
         return process is not None and process.poll() is None
 

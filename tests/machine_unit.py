@@ -78,13 +78,23 @@ class Unit:
             raise AssertionError(f"the charm raised:\n{answer['error']}")
         return answer
 
-    def event(self, name: str, options: dict | None = None, **config: object) -> dict:
-        """Fire a Juju event, with some options changed first; the unit's status after it.
+    def event(
+        self,
+        name: str,
+        options: dict | None = None,
+        *,
+        leader: bool | None = None,
+        **config: object,
+    ) -> dict:
+        """Fire a Juju event, some options (or leadership) changed first; the status after.
 
         `config` names options with underscores for dashes; `options` as they are.
         """
         options = {**(options or {}), **{k.replace("_", "-"): v for k, v in config.items()}}
-        self.answers[name] = self._request({"event": name, "config": options})
+        request: dict = {"event": name, "config": options}
+        if leader is not None:
+            request["leader"] = leader
+        self.answers[name] = self._request(request)
         return self.answers[name]
 
     def subordinate(self, endpoint: str, *, joined: bool, **remote: str) -> dict:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from state.plan import RegistryPlan
 from workload.registry import SERVICE_USER, Registry
+from workload.registry_api import RegistryClient
 
 GC_TIMEOUT = 6 * 3600.0
 
@@ -83,6 +84,22 @@ def collect_garbage(
     after = storage_size(normal.data_dir)
     freed = None if before is None or after is None else max(before - after, 0)
     return Collected(freed, summary)
+
+
+def multi_arch_tags(client: RegistryClient) -> list[str]:
+    """repository:tag of each tag naming an index (a multi-arch image).
+
+    Distribution 2.8's `garbage-collect --delete-untagged` deletes the
+    platform manifests such an index names (no tag names them) and then
+    their layers: the image no longer pulls. Found with the e2e tests.
+    """
+    found = []
+    for repository in client.catalog():
+        for tag in sorted(client.tags(repository)):
+            manifest = client.manifest(repository, tag)
+            if manifest is not None and manifest.children():
+                found.append(f"{repository}:{tag}")
+    return found
 
 
 def run_garbage_collect(registry: Registry, config_path: Path, *, delete_untagged: bool) -> str:

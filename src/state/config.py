@@ -14,8 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
 from state import front
+from state.maintenance import schedule_problem
 from state.mirrors import Mirror, parse_mirrors
 from state.packages import PACKAGE_STATUSES, AptSource, apt_sources, extra_packages
+from state.retention import RetentionRule, parse_retention
 from state.settings import (
     CLIENT_CAS_PATH,
     CLIENT_IDENTITY_DIR,
@@ -136,10 +138,12 @@ class CharmConfig:
     debug_port: int = 5001
     prometheus_metrics: bool = False
     log_level: str = "info"
+    maintenance_schedule: str = ""
     registry_http_proxy: str = ""
     registry_https_proxy: str = ""
     registry_image: str = DEFAULT_REGISTRY_IMAGE
     registry_name: str = "registry"
+    retention_policy: str = ""
     storage_cache: str = "inmemory"
     storage_delete: bool = False
     storage_read_only: bool = False
@@ -197,6 +201,7 @@ class CharmConfig:
     token_auth: TokenAuth | None = field(init=False, default=None, repr=False)
     cache: Upstream | None = field(init=False, default=None, repr=False)
     mirrors: tuple[Mirror, ...] = field(init=False, default=(), repr=False)
+    retention: tuple[RetentionRule, ...] = field(init=False, default=(), repr=False)
     storage: Storage = field(init=False, default=Storage("filesystem"), repr=False)
     tls: ServerTLS | None = field(init=False, default=None, repr=False)
     extra_package_names: tuple[str, ...] = field(init=False, default=())
@@ -212,6 +217,7 @@ class CharmConfig:
             self._check_auth,
             self._check_cache,
             self._check_mirrors,
+            self._check_maintenance,
             self._check_storage,
             self._check_tls,
             self._check_nagios,
@@ -360,6 +366,13 @@ class CharmConfig:
     def _check_mirrors(self) -> list[tuple[str, str]]:
         mirrors, problems = parse_mirrors(self.cache_mirrors, self.secrets)
         self._derive("mirrors", mirrors)
+        return problems
+
+    def _check_maintenance(self) -> list[tuple[str, str]]:
+        rules, problems = parse_retention(self.retention_policy)
+        self._derive("retention", rules)
+        if why := schedule_problem(self.maintenance_schedule):
+            problems.append(("maintenance-schedule", why))
         return problems
 
     def _check_storage(self) -> list[tuple[str, str]]:

@@ -18,9 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import yaml
-
-from state.settings import Upstream, is_secret_uri, secret_value, url_problem
+from state.settings import Upstream, is_secret_uri, load_yaml_option, secret_value, url_problem
 
 OPTION = "cache-mirrors"
 HOST = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:[0-9]{1,5})?\Z")
@@ -48,18 +46,12 @@ def parse_mirrors(
     """
     if not value.strip():
         return (), []
-    try:
-        entries = yaml.safe_load(value)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        return (), [(OPTION, f"not valid YAML{where}")]
-    except RecursionError:
-        return (), [(OPTION, "nested too deeply")]
+    entries, problems = load_yaml_option(OPTION, value)
+    if problems:
+        return (), problems
     if not isinstance(entries, dict) or not entries:
         return (), [(OPTION, f"must map upstream hosts to their URLs, {EXAMPLE}")]
     mirrors: list[Mirror] = []
-    problems: list[tuple[str, str]] = []
     for host, entry in entries.items():
         mirror, why = _parse_entry(host, entry, secrets or {})
         if mirror is None:

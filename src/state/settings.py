@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
+import yaml
+
 CONFIG_PATH = "/etc/docker/registry/config.yml"
 HTPASSWD_PATH = "/etc/docker/registry/htpasswd"
 TOKEN_ROOT_CERTS_PATH = "/etc/docker/registry/token-root-certs.pem"  # noqa: S105 - a name, not a secret
@@ -141,3 +143,19 @@ def is_nagios_name(value: str) -> bool:
 def servicegroup_names(value: str) -> list[str]:
     """The names in a comma-separated `nagios_servicegroups`, stripped, empty ones dropped."""
     return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def load_yaml_option(option: str, value: str) -> tuple[object, list[tuple[str, str]]]:
+    """A YAML option's value parsed, or the problem (its line; never the text, maybe secret)."""
+    try:
+        return yaml.safe_load(value), []
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        return None, [(option, f"not valid YAML{where}")]
+    except RecursionError:
+        return None, [(option, "nested too deeply")]
+
+
+METRICS_TEXTFILE_DIR = "/var/lib/docker-registry-charm/metrics"
+"""Prometheus textfiles the charm writes (node-exporter's textfile collector reads them)."""

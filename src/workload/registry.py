@@ -28,10 +28,12 @@ import bcrypt
 from state import front
 from state.config import CHARM_FILES
 from state.front import FrontPlan
+from state.maintenance import SERVICE_PATH, TIMER, TIMER_PATH, MaintenancePlan
 from state.plan import RegistryPlan
 from state.settings import CLIENT_CAS_PATH
 from workload.client_identity import identity_for
 from workload.machine import Machine
+from workload.maintenance import calendar_problem
 from workload.registry_api import loopback_address
 
 logger = logging.getLogger(__name__)
@@ -334,6 +336,33 @@ class Registry:
         self._record(path, written=True)
         return True
 
+    def apply_maintenance(self, plan: MaintenancePlan | None) -> str | None:
+        """Write (or remove) the maintenance timer; why not, if systemd rejects the schedule.
+
+        systemd is asked only about a schedule not written yet. A timer with
+        the same content is left alone: it neither restarts nor loses its next run.
+        """
+        paths = [self.machine.root / p.lstrip("/") for p in (TIMER_PATH, SERVICE_PATH)]
+        wanted = plan.files if plan else {}
+        timer = wanted.get(paths[0])
+        unchecked = plan is not None and timer is not None and not _holds(paths[0], timer)
+        if unchecked and plan is not None and (problem := calendar_problem(plan.schedule)):
+            return problem
+        changed = False
+        for path in paths:
+            content = wanted.get(path)
+            changed |= self._write(path, FileSpec(content) if content is not None else None)
+        if not changed:
+            return None
+        self.machine.daemon_reload()
+        if plan is None:
+            self.machine.stop(TIMER)
+        elif self.machine.running(TIMER):
+            self.machine.restart(TIMER)  # the new schedule
+        else:
+            self.machine.start(TIMER)
+        return None
+
     def _write_client_cas(self, plan: RegistryPlan) -> bool:
         """Mutual TLS: trust the operator's CA and the charm's own (the actions' certificate)."""
         bundle = self.machine.root / CLIENT_CAS_PATH.lstrip("/")
@@ -502,3 +531,11 @@ def _remove_if_empty(folder: Path) -> None:
     """Remove a folder the charm made once it holds nothing."""
     with contextlib.suppress(OSError):  # absent, or something else is in it
         folder.rmdir()
+
+
+def _holds(path: Path, content: str) -> bool:
+    """Whether the file exists with exactly `content`."""
+    try:
+        return path.read_text() == content
+    except OSError:
+        return False

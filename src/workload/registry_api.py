@@ -13,6 +13,7 @@ our own registry never go through the model's proxy.
 from __future__ import annotations
 
 import base64
+import hashlib
 import http.client
 import json
 import re
@@ -35,6 +36,32 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
 )
 _NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A manifest as the registry serves it: its digest, size and parsed JSON."""
+
+    digest: str
+    size: int
+    content: dict = field(repr=False)
+
+    def blobs(self) -> dict[str, int]:
+        """The blobs it references (config and layers), digest -> size."""
+        descriptors = [self.content.get("config"), *(self.content.get("layers") or [])]
+        return {
+            d["digest"]: int(d.get("size") or 0)
+            for d in descriptors
+            if isinstance(d, dict) and isinstance(d.get("digest"), str)
+        }
+
+    def children(self) -> list[str]:
+        """The digests of the manifests an index (manifest list) names."""
+        return [
+            d["digest"]
+            for d in self.content.get("manifests") or []
+            if isinstance(d, dict) and isinstance(d.get("digest"), str)
+        ]
 
 
 class RegistryAPIError(Exception):
@@ -207,11 +234,13 @@ class RegistryClient:
                 return []
             raise
 
-    def manifest_digest(self, repository: str, reference: str) -> str | None:
-        """The digest the tag (or digest) resolves to, as clients see it; None if absent."""
+    def _manifest_request(
+        self, method: str, repository: str, reference: str
+    ) -> tuple[http.client.HTTPMessage, bytes] | None:
+        """HEAD or GET a manifest in any of the types we know; None if absent."""
         try:
-            _, headers, _ = self.request(
-                "HEAD",
+            _, headers, body = self.request(
+                method,
                 f"/v2/{repository}/manifests/{reference}",
                 {"Accept": ", ".join(MANIFEST_TYPES)},
             )
@@ -219,7 +248,27 @@ class RegistryClient:
             if e.status == 404:
                 return None
             raise
-        return headers.get("Docker-Content-Digest")
+        return headers, body
+
+    def manifest_digest(self, repository: str, reference: str) -> str | None:
+        """The digest the tag (or digest) resolves to, as clients see it; None if absent."""
+        answer = self._manifest_request("HEAD", repository, reference)
+        return None if answer is None else answer[0].get("Docker-Content-Digest")
+
+    def manifest(self, repository: str, reference: str) -> Manifest | None:
+        """The manifest a tag or digest names, parsed; None if absent."""
+        answer = self._manifest_request("GET", repository, reference)
+        if answer is None:
+            return None
+        headers, body = answer
+        digest = headers.get("Docker-Content-Digest") or (
+            "sha256:" + hashlib.sha256(body).hexdigest()
+        )
+        try:
+            content = json.loads(body)
+        except ValueError:
+            content = {}
+        return Manifest(digest, len(body), content if isinstance(content, dict) else {})
 
     def delete_manifest(self, repository: str, digest: str) -> None:
         """Delete a manifest (and so every tag pointing at it)."""

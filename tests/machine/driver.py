@@ -63,6 +63,8 @@ def handle(
     """Run one event or action; the new state and what to tell the test."""
     if "config" in request:
         state = dataclasses.replace(state, config={**state.config, **request["config"]})
+    if "leader" in request:
+        state = dataclasses.replace(state, leader=request["leader"])
     if "storage" in request:
         storage = testing.Storage("data")
         state = dataclasses.replace(state, storages=[storage])

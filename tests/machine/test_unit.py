@@ -204,3 +204,25 @@ def test_stop_and_remove_keep_the_data(unit: Unit):
         assert not unit.machine.active("docker-registry")
     repositories = Path("/srv/registry/docker/registry/v2/repositories")
     assert unit.machine.exists(str(repositories / "app1"))
+
+
+def test_the_maintenance_timer_is_on_the_leader_only_and_fires(unit: Unit):
+    machine = unit.machine
+    timer, calls = "docker-registry-maintenance.timer", "/run/juju-exec.calls"
+    # A stand-in for Juju's juju-exec: it records how the timer's service called it.
+    script = f'#!/bin/sh\necho "$@" >> {calls}\n'
+    machine.run(["sh", "-c", f"printf '%s' '{script}' > /usr/bin/juju-exec"])
+    machine.run(["chmod", "755", "/usr/bin/juju-exec"])
+    answer = unit.event("config_changed", maintenance_schedule="*:*:0/2")  # every 2 s
+    assert answer["status"] == "active", answer
+    assert machine.enabled(timer)
+    assert machine.active(timer)
+    wait_for(lambda: machine.exists(calls), timeout=30, what="the timer to fire")
+    called = machine.run(["cat", calls]).stdout.splitlines()[0]
+    assert called == "docker-registry/0 JUJU_DISPATCH_PATH=hooks/scheduled_maintenance ./dispatch"
+
+    unit.event("update_status", leader=False)
+    assert not machine.active(timer)
+    assert not machine.exists(f"/etc/systemd/system/{timer}")
+    unit.event("config_changed", leader=True, maintenance_schedule="")
+    machine.run(["rm", "/usr/bin/juju-exec", calls])

@@ -50,7 +50,12 @@ def test_push_refuses_bad_parameters_before_copying(ctx, port, params, message):
 
 def test_actions_on_a_stopped_registry_say_how_to_start_it(ctx, port):
     state = ctx.run(ctx.on.action("stop"), unit_state(port))
-    for action, params in [("push", {"image": "a:1"}), ("images", {}), ("rmi", {"image": "a"})]:
+    for action, params in [
+        ("push", {"image": "a:1"}),
+        ("images", {}),
+        ("rmi", {"image": "a"}),
+        ("disk-usage", {}),
+    ]:
         message = fails(ctx, state, action, params)
         assert message == "The registry is stopped; run the start action first"
 
@@ -244,3 +249,16 @@ def test_garbage_collect_on_shared_storage_needs_the_application_read_only(ctx, 
         "juju config docker-registry storage-read-only=true"
     )
     assert machine.launches["docker-registry"] == 0, "nothing was touched"
+
+
+def test_apply_retention_needs_a_policy_and_filesystem_storage(ctx, port):
+    assert fails(ctx, unit_state(port), "apply-retention", {}) == (
+        "Cannot apply the retention policy: no retention-policy is set"
+    )
+    config = {
+        "storage-s3-region": "us-east-1",
+        "storage-s3-bucket": "images",
+        "retention-policy": "- {repositories: '*', keep-last: 3}",
+    }
+    message = fails(ctx, unit_state(port, config=config), "apply-retention", {})
+    assert message.startswith("Cannot apply the retention policy: retention-policy needs")
