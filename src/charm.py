@@ -409,6 +409,7 @@ class DockerRegistryCharm(ops.CharmBase):
             parallel=params.parallel,
             log=event.log,
             temp_dir=params.temp_dir,
+            status=self._show_progress,
         )
         results, failure = push.action_results(outcomes)
         usage = self.registry.storage_usage(plan)
@@ -417,6 +418,13 @@ class DockerRegistryCharm(ops.CharmBase):
             results["storage"] = f"full: {usage}"
             failure = f"The registry's storage is full ({usage}); {FREE_SPACE}. {failure}"
         self._report(event, results, failure)
+
+    def _show_progress(self, message: str) -> None:
+        """A long action's progress in the unit's status (status-set works mid-action).
+
+        collect-status sets the unit's own status again when the action ends.
+        """
+        self.unit.status = ops.MaintenanceStatus(message)
 
     def _on_bundle_images_action(self, event: ops.ActionEvent) -> None:
         """What a bundle holds and where push would put each image; reads only."""
