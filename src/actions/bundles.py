@@ -388,7 +388,7 @@ class _TarScan:
     def inside(self, path: Path) -> list[Bundle]:
         """The bundles within: nested archives, OCI layouts and `dir:` folders, in stream order."""
         tops = {name.partition("/")[0] for name in self.sizes}
-        found = list(self.archives)
+        found = [dataclasses.replace(archive, path=path) for archive in self.archives]
         for name, content in self.contents.items():
             folder, _, base = name.rpartition("/")
             if not folder:
