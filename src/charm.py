@@ -9,9 +9,13 @@ handlers (`actions/`). Status is reported from collect-status only.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -35,6 +39,7 @@ from workload.machine import Machine, UbuntuMachine
 from workload.registry import SERVICE, Registry
 
 if TYPE_CHECKING:
+    from actions import resource_import
     from workload.registry_api import LocalAccess
 
 logger = logging.getLogger(__name__)
@@ -54,7 +59,11 @@ class DockerRegistryCharm(ops.CharmBase):
     def __init__(self, framework: ops.Framework):
         super().__init__(framework)
         self._stored.set_default(
-            stopped_by_operator=False, established_client_auth=False, checked_tls={}
+            stopped_by_operator=False,
+            established_client_auth=False,
+            checked_tls={},
+            images_resource=[],
+            images_imported="",
         )
         self._stopped_for: str | None = None
         """Why a hook stopped the registry (the unit or its storage is going away)."""
@@ -304,6 +313,79 @@ class DockerRegistryCharm(ops.CharmBase):
         if self.registry.apply(desired):
             self.registry.wait_until_answering(desired)
         self._remember_checked(desired.tls)
+        self._import_images_resource(desired)
+
+    def _import_images_resource(self, plan: RegistryPlan) -> None:
+        """Start importing the `images` resource in the background when its content is new.
+
+        Nothing happens while an import runs (a later hook starts the next),
+        for an empty resource, or for content (and namespace) imported before.
+        """
+        from actions import resource_import
+
+        try:
+            path = self.model.resources.fetch(resource_import.RESOURCE)
+        except (ops.ModelError, NameError):
+            return  # not attached
+        machine = self.registry.machine
+        if not path.is_file() or path.stat().st_size == 0 or machine.running(resource_import.JOB):
+            return
+        digest = self._resource_digest(path)
+        namespace = str(self.config.get("images-namespace") or "")
+        if f"{digest} {namespace}" == self._stored.images_imported:
+            return
+        folder = resource_import.state_dir(machine.root)
+        spec = resource_import.ImportSpec(
+            str(path), digest, plan.netloc, self._local_access(plan), namespace
+        )
+        argv = [
+            sys.executable,
+            "-m",
+            "actions.resource_import",
+            str(resource_import.write_spec(folder, spec)),
+        ]
+        resource_import.write_progress(folder, resource_import.Progress(digest))
+        try:
+            machine.start_job(
+                resource_import.JOB,
+                argv,
+                {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+            )
+        except (OSError, subprocess.SubprocessError) as e:
+            message = f"cannot start {resource_import.JOB}: {e}"
+            resource_import.write_progress(
+                folder, resource_import.Progress(digest, "failed", message=message)
+            )
+            logger.error("images resource: %s", message)
+            return
+        self._stored.images_imported = f"{digest} {namespace}"
+        logger.info("importing the images resource (%s) in %s", digest, resource_import.JOB)
+
+    def _resource_digest(self, path: Path) -> str:
+        """The resource's sha256, computed again only when the file changed."""
+        from actions import resource_import
+
+        stat = path.stat()
+        seen = [str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino]
+        cached = list(self._stored.images_resource)
+        if cached[:4] == seen:
+            return str(cached[4])
+        digest = resource_import.file_digest(path)
+        self._stored.images_resource = [*seen, digest]
+        return digest
+
+    @functools.cached_property
+    def import_progress(self) -> resource_import.Progress | None:
+        """How the images resource's last import went (or goes); None if there was none."""
+        from actions import resource_import
+
+        folder = self.registry.machine.root / resource_import.STATE_DIR
+        progress = resource_import.read_progress(folder)
+        running = progress and progress.state == "running"
+        if progress and running and not self.registry.machine.running(resource_import.JOB):
+            stopped = f"it stopped at {progress.done}/{progress.total}"
+            return dataclasses.replace(progress, state="failed", message=stopped)
+        return progress
 
     def _on_stop(self, _: ops.EventBase) -> None:
         """The unit is going away: stop serving, keep the images."""
@@ -409,7 +491,7 @@ class DockerRegistryCharm(ops.CharmBase):
             parallel=params.parallel,
             log=event.log,
             temp_dir=params.temp_dir,
-            status=self._show_progress,
+            progress=push.status_after_a_minute(self._show_progress),
         )
         results, failure = push.action_results(outcomes)
         usage = self.registry.storage_usage(plan)
@@ -532,6 +614,8 @@ class DockerRegistryCharm(ops.CharmBase):
             ready += f" The certificate expires on {desired.tls.not_after:%Y-%m-%d}."
         if usage and usage.filling:
             ready += f" Storage {usage}."
+        if self.import_progress and self.import_progress.state != "running":
+            ready += f" {self.import_progress.status_text()}."
         down = [m for m in desired.front.mirrors if m.service in silent] if desired.front else []
         if not down:
             return ops.ActiveStatus(ready)
@@ -558,6 +642,8 @@ class DockerRegistryCharm(ops.CharmBase):
             )
         else:
             event.add_status(self._serving_status(desired))
+        if self.import_progress and self.import_progress.state == "running":
+            event.add_status(ops.MaintenanceStatus(self.import_progress.status_text()))
         relation_tls = self.relation_tls
         if isinstance(relation_tls, ops.WaitingStatus) and (
             isinstance(desired, RegistryPlan) and desired.tls is None

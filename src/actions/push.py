@@ -176,11 +176,15 @@ class PushOutcome:
     """The image's bytes (manifests, configs, layers of every platform); 0 if unknown."""
     seconds: float = 0.0
     """How long its copy took."""
+    already_there: bool = False
+    """The registry held it (the same digest under the same name): not copied."""
 
     def line(self) -> str:
         """One log line for people: what went where, how big, how fast."""
         if self.error:
             return f"{self.source}: failed: {self.error}"
+        if self.already_there:
+            return f"{self.source} -> {self.destination} {self.digest} (already there)"
         took = f"{self.seconds:.1f} s"
         if self.size:
             rate = size_text(int(self.size / max(self.seconds, 0.001)))
@@ -417,6 +421,28 @@ def listing_results(copies: list[ImageCopy], netloc: str | None) -> tuple[dict, 
     return results, f"{len(failed)} of {len(copies)} images cannot be pushed: {'; '.join(failed)}"
 
 
+def progress_text(doing: str, done: int, total: int, failed: int) -> str:
+    """How far a push is, for the unit's status: `Pushing images 12/40, 1 failed`."""
+    return f"{doing} images {done}/{total}" + (f", {failed} failed" if failed else "")
+
+
+def status_after_a_minute(show: Callable[[str], None]) -> Callable[[int, int, int], None]:
+    """A push's progress for the unit's status: shown once it has run `STATUS_AFTER` seconds.
+
+    Then at most every `STATUS_EVERY` seconds: each is a `status-set` call.
+    """
+    started = time.monotonic()
+    shown = [started]
+
+    def progress(done: int, total: int, failed: int) -> None:
+        now = time.monotonic()
+        if now - started >= STATUS_AFTER and now - shown[0] >= STATUS_EVERY:
+            shown[0] = now
+            show(progress_text("Pushing", done, total, failed))
+
+    return progress
+
+
 def _temp_disk_text(path: Path, sizes: dict[str, int]) -> str:
     """The temporary disk pushing a bundle, or the bundles inside one tarball, takes."""
     if len(sizes) == 1:
@@ -438,21 +464,19 @@ def push_images(
     parallel: int,
     log: Callable[[str], None],
     temp_dir: str = "",
-    status: Callable[[str], None] | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> list[PushOutcome]:
     """Copy every image, `parallel` at a time; log each as it finishes.
 
     Bundles are unpacked when their first image is copied, under `temp_dir`
-    (default: the bundle's own folder), and removed after their last. A push
-    running longer than `STATUS_AFTER` seconds also tells `status` how far it
-    is. Returns outcomes in the order of `copies`, destinations under
-    `netloc` (where clients pull from).
+    (default: the bundle's own folder), and removed after their last.
+    `progress` hears (done, total, failed) after each image. Returns
+    outcomes in the order of `copies`, destinations under `netloc` (where
+    clients pull from).
     """
     outcomes: dict[int, PushOutcome] = {}
     total = len(copies)
     lock = threading.Lock()
-    started = time.monotonic()
-    shown = [started]
 
     def locked_log(message: str) -> None:
         with lock:
@@ -463,12 +487,8 @@ def push_images(
             outcome = dataclasses.replace(outcome, destination=f"{netloc}/{outcome.destination}")
         outcomes[index] = outcome
         locked_log(f"[{len(outcomes)}/{total}] {outcome.line()}")
-        now = time.monotonic()
-        if status and now - started >= STATUS_AFTER and now - shown[0] >= STATUS_EVERY:
-            shown[0] = now
-            failed = sum(1 for o in outcomes.values() if o.error)
-            failures = f", {failed} failed" if failed else ""
-            status(f"Pushing images {len(outcomes)}/{total}{failures}")
+        if progress:
+            progress(len(outcomes), total, sum(1 for o in outcomes.values() if o.error))
 
     registries = {copy.source_registry for copy in copies if copy.source_registry}
     with (
@@ -477,6 +497,10 @@ def push_images(
     ):
 
         def push(copy: ImageCopy) -> PushOutcome:
+            present = config.present(copy)
+            if present is not None:
+                sources.release(copy)
+                return present
             resolved = sources.resolve(copy)
             try:
                 if resolved.error:
@@ -634,6 +658,23 @@ class _SkopeoConfig:
         path.touch(mode=0o600)
         path.write_text(json.dumps({"auths": auths}))
         return str(path)
+
+    def present(self, image: ImageCopy) -> PushOutcome | None:
+        """The outcome of a bundle's image that the registry holds already, with its digest.
+
+        Nothing is unpacked or copied for it: a bundle pushed twice is read twice, no more.
+        """
+        digest = image.bundle_image.digest if image.bundle_image and image.copy_all else ""
+        if not digest:
+            return None
+        repository, _, tag = image.destination.partition("@")[0].partition(":")
+        try:
+            there = RegistryClient(self.access).manifest_digest(repository, tag or digest)
+        except RegistryAPIError:
+            return None
+        if there != digest:
+            return None
+        return PushOutcome(image.source, image.destination, digest, already_there=True)
 
     def copy(self, image: ImageCopy) -> PushOutcome:
         """Run one `skopeo copy`; never raises, the outcome carries the error."""

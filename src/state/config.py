@@ -178,6 +178,8 @@ class CharmConfig:
     secrets: Mapping[str, Mapping[str, str] | None] = field(default_factory=dict, repr=False)
     """The content of each Juju secret the options name (None: not readable), by URI."""
     tls_client_auth: str = ""
+    images_namespace: str = ""
+    """Read by the images resource's import, which checks it as push checks `namespace`."""
     checked_tls: Checked = field(default_factory=dict, repr=False, compare=False)
     """TLS material found good in an earlier hook: not parsed again (not an option)."""
 

@@ -10,6 +10,7 @@ registry; containerd pulls each image back and its digest must be the source's.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -20,9 +21,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ops import testing
 
-from actions import bundles, push
-from charm_context import unit_state
+from actions import bundles, push, resource_import
+from charm_context import images_resource, unit_state
 from support import oci, skopeo
 from support.containerd import Containerd
 from support.node import pull_plain
@@ -253,8 +255,10 @@ def test_a_tar_xz_of_a_folder_of_image_archives_pushes_whole_logging_each_image(
     assert pushed(ctx) == expected
     lines = [line for line in ctx.action_logs if line.startswith("[")]
     assert len(lines) == 40
-    assert all(PER_IMAGE.match(line) for line in lines), lines[:3]
-    assert [int(PER_IMAGE.match(line).group(1)) for line in lines] == list(range(1, 41))
+    matches = [PER_IMAGE.match(line) for line in lines]
+    assert [int(m.group(1)) if m else line for m, line in zip(matches, lines, strict=True)] == (
+        list(range(1, 41))
+    )
     assert sorted(p.name for p in carried.iterdir()) == [package.name], "cleaned up"
     unpacked_size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     largest = max(f.stat().st_size for f in folder.rglob("*") if f.is_file())
@@ -343,3 +347,59 @@ def test_skopeo_sync_output_pushes_as_a_folder_and_as_a_tarball(
     assert registry_digests(own, ["t/" + next(n for n in names if "multi" in n)]) == {
         "t/" + next(n for n in names if "multi" in n): digests["base/multi:3"]
     }, "the index whole"
+
+
+def test_the_images_resource_is_imported_in_the_background_once(ctx, machine, port, tmp_path):
+    """Attach a package: a job imports it, progress and result in the status; again: nothing."""
+    folder, digests = package_folder(tmp_path / "build", 6)
+    package = tmp_path / "resource" / "images.tar"
+    package.parent.mkdir()
+    with tarfile.open(package, "w:xz") as tar:
+        tar.add(folder, arcname=folder.name)
+    state = ctx.run(ctx.on.install(), unit_state(port, config={"images-namespace": "site"}))
+    netloc = f"127.0.0.1:{port}"
+
+    state = ctx.run(
+        ctx.on.config_changed(), dataclasses.replace(state, resources={images_resource(package)})
+    )
+    assert machine.launches[resource_import.JOB] == 1
+    assert machine.wait(resource_import.JOB, timeout=120) == 0, machine.log(resource_import.JOB)
+    state = ctx.run(ctx.on.update_status(), state)
+
+    digest = resource_import.file_digest(package)
+    assert state.unit_status == testing.ActiveStatus(
+        f"Ready at {netloc} (http). Imported 6 images from the images resource ({digest[:19]})."
+    )
+    names = [f"site/{name.split('/', 1)[1]}" for name in digests]
+    assert registry_digests(netloc, names) == dict(zip(names, digests.values(), strict=True))
+    log = machine.log(resource_import.JOB).splitlines()
+    assert [line.split("]")[0] for line in log if line.startswith("[")] == [
+        f"[{n}/6" for n in range(1, 7)
+    ]
+
+    # The same file attached again (Juju gives it a new revision): nothing starts.
+    again = tmp_path / "again" / "images.tar"
+    again.parent.mkdir()
+    again.write_bytes(package.read_bytes())
+    state = ctx.run(
+        ctx.on.upgrade_charm(), dataclasses.replace(state, resources={images_resource(again)})
+    )
+    assert machine.launches[resource_import.JOB] == 1
+
+    # A package holding them and one more: only the new one is copied.
+    extra_folder, extra = package_folder(tmp_path / "extra", 7)
+    bigger = tmp_path / "bigger" / "images.tar"
+    bigger.parent.mkdir()
+    with tarfile.open(bigger, "w:gz") as tar:
+        tar.add(extra_folder, arcname=extra_folder.name)
+    ctx.run(
+        ctx.on.config_changed(), dataclasses.replace(state, resources={images_resource(bigger)})
+    )
+    assert machine.wait(resource_import.JOB, timeout=120) == 0
+    log = machine.log(resource_import.JOB)
+    oci_images = [name for number, name in enumerate(digests) if number % 2 == 0]
+    assert log.count("(already there)") == len(oci_images), "bundled OCI digests are known"
+    new = "gcr.io/anthos-baremetal-release/image-6:1.6"
+    assert registry_digests(netloc, [f"site/{new.split('/', 1)[1]}"]) == {
+        f"site/{new.split('/', 1)[1]}": extra[new]
+    }
