@@ -12,10 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -334,29 +331,12 @@ class DockerRegistryCharm(ops.CharmBase):
         namespace = str(self.config.get("images-namespace") or "")
         if f"{digest} {namespace}" == self._stored.images_imported:
             return
-        folder = resource_import.state_dir(machine.root)
         spec = resource_import.ImportSpec(
             str(path), digest, plan.netloc, self._local_access(plan), namespace
         )
-        argv = [
-            sys.executable,
-            "-m",
-            "actions.resource_import",
-            str(resource_import.write_spec(folder, spec)),
-        ]
-        resource_import.write_progress(folder, resource_import.Progress(digest))
-        try:
-            machine.start_job(
-                resource_import.JOB,
-                argv,
-                {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
-            )
-        except (OSError, subprocess.SubprocessError) as e:
-            message = f"cannot start {resource_import.JOB}: {e}"
-            resource_import.write_progress(
-                folder, resource_import.Progress(digest, "failed", message=message)
-            )
-            logger.error("images resource: %s", message)
+        failure = resource_import.start(machine, spec)
+        if failure:
+            logger.error("images resource: %s", failure)
             return
         self._stored.images_imported = f"{digest} {namespace}"
         logger.info("importing the images resource (%s) in %s", digest, resource_import.JOB)

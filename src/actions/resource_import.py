@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from typing import Literal
 from actions import push
 from state.settings import BasicAuth
 from workload.client_identity import ClientIdentity
+from workload.machine import Machine
 from workload.registry_api import LocalAccess
 
 JOB = "docker-registry-import"
@@ -123,6 +125,26 @@ def write_spec(folder: Path, spec: ImportSpec) -> Path:
     with os.fdopen(fd, "w") as f:
         json.dump(data, f)
     return path
+
+
+def start(machine: Machine, spec: ImportSpec) -> str | None:
+    """Start the job importing `spec`; why it could not start, if it could not (also recorded).
+
+    It runs this module with the hook's own interpreter and import path.
+    """
+    folder = state_dir(machine.root)
+    spec_path = write_spec(folder, spec)
+    write_progress(folder, Progress(spec.digest))
+    import_path = os.pathsep.join(os.path.abspath(p) for p in sys.path if p)
+    argv = [sys.executable, "-m", __name__, str(spec_path)]
+    try:
+        machine.start_job(JOB, argv, {"PYTHONPATH": import_path})
+    except (OSError, subprocess.SubprocessError) as e:
+        spec_path.unlink(missing_ok=True)
+        failure = f"cannot start {JOB}: {e}"
+        write_progress(folder, Progress(spec.digest, "failed", message=failure))
+        return failure
+    return None
 
 
 def _read_spec(path: Path) -> ImportSpec:

@@ -106,3 +106,25 @@ def test_the_spec_keeps_the_credential_private(machine, tmp_path):
         "password": "pw",
     }
     assert resource_import._read_spec(path) == spec
+
+
+def test_a_job_that_cannot_start_leaves_no_credential_and_says_why(
+    ctx, machine, port, tmp_path, monkeypatch
+):
+    bundle = tmp_path / "bundle.tar"
+    bundle.write_bytes(b"x")
+    state = ctx.run(ctx.on.install(), unit_state(port))
+
+    def refuse(name, argv, env):
+        raise OSError("systemd-run: not found")
+
+    monkeypatch.setattr(machine, "start_job", refuse)
+    state = ctx.run(
+        ctx.on.config_changed(), dataclasses.replace(state, resources={images_resource(bundle)})
+    )
+
+    assert not (progress_folder(machine) / "spec.json").exists()
+    assert isinstance(state.unit_status, testing.ActiveStatus)
+    assert state.unit_status.message.endswith(
+        f"failed: cannot start {JOB}: systemd-run: not found; see journalctl -u {JOB}."
+    )
