@@ -340,10 +340,7 @@ class _TarScan:
                 self._look_into(tar, member, name, position)
 
     def _look_into(self, tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, at: int):
-        extracted = tar.extractfile(member)
-        if extracted is None:
-            return
-        with _opened_tar(extracted) as (stream, compression):
+        with _member_tar(tar, member) as (stream, compression):
             if stream is None:
                 return
             with tarfile.open(fileobj=stream, mode="r|") as inner:
@@ -544,6 +541,19 @@ def _read_exactly(stream: IO[bytes], size: int) -> bytes:
         chunks.append(chunk)
         got += len(chunk)
     return b"".join(chunks)
+
+
+@contextlib.contextmanager
+def _member_tar(
+    tar: tarfile.TarFile, member: tarfile.TarInfo
+) -> Iterator[tuple[IO[bytes] | None, str]]:
+    """The tar stream a member holds (a nested archive), as `_opened_tar` gives it."""
+    extracted = tar.extractfile(member)
+    if extracted is None:
+        yield None, ""
+        return
+    with _opened_tar(extracted) as opened:
+        yield opened
 
 
 @contextlib.contextmanager
@@ -779,10 +789,7 @@ class PackageStream:
             self.log(f"unpacking {bundle.label} ({size_text(bundle.temp_disk)}) into {folder}")
         local = folder / _LOCAL_NAME[bundle.format]
         if bundle.member_kind == "archive":
-            extracted = tar.extractfile(member)
-            if extracted is None:
-                return
-            with _opened_tar(extracted) as (stream, _):
+            with _member_tar(tar, member) as (stream, _):
                 if stream is None:
                     return
                 if bundle.format == "docker":
