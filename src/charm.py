@@ -288,7 +288,7 @@ class DockerRegistryCharm(ops.CharmBase):
         self._stopped_for = STOPPED_FOR_STORAGE
         self.registry.stop()
 
-    def _reconcile(self, _: ops.EventBase | None = None) -> None:
+    def _reconcile(self, event: ops.EventBase | None = None) -> None:
         """Bring the unit to the desired state; a no-op when it is there already."""
         peer.share_website_address(self, self._ingress_address(website.ENDPOINT))
         desired = self.desired
@@ -310,13 +310,15 @@ class DockerRegistryCharm(ops.CharmBase):
         if self.registry.apply(desired):
             self.registry.wait_until_answering(desired)
         self._remember_checked(desired.tls)
-        self._import_images_resource(desired)
+        # Juju runs upgrade-charm when a resource is attached, even the same file again.
+        self._import_images_resource(desired, attached=isinstance(event, ops.UpgradeCharmEvent))
 
-    def _import_images_resource(self, plan: RegistryPlan) -> None:
+    def _import_images_resource(self, plan: RegistryPlan, *, attached: bool) -> None:
         """Start importing the `images` resource in the background when its content is new.
 
         Nothing happens while an import runs (a later hook starts the next),
-        for an empty resource, or for content (and namespace) imported before.
+        for an empty resource, or for content (and namespace) imported
+        before, unless that import failed and the resource was attached again.
         """
         from actions import resource_import
 
@@ -329,7 +331,9 @@ class DockerRegistryCharm(ops.CharmBase):
             return
         digest = self._resource_digest(path)
         namespace = str(self.config.get("images-namespace") or "")
-        if f"{digest} {namespace}" == self._stored.images_imported:
+        last = self._import_progress()
+        failed = last is not None and last.state == "failed"
+        if f"{digest} {namespace}" == self._stored.images_imported and not (attached and failed):
             return
         spec = resource_import.ImportSpec(
             str(path), digest, plan.netloc, self._local_access(plan), namespace
@@ -356,6 +360,10 @@ class DockerRegistryCharm(ops.CharmBase):
 
     @functools.cached_property
     def import_progress(self) -> resource_import.Progress | None:
+        """How the images resource's last import went (or goes), for the status."""
+        return self._import_progress()
+
+    def _import_progress(self) -> resource_import.Progress | None:
         """How the images resource's last import went (or goes); None if there was none."""
         from actions import resource_import
 

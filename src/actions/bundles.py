@@ -82,6 +82,11 @@ _DIR_FILE = re.compile(
 """The files of a skopeo `dir:` folder: blobs by digest, manifests, signatures."""
 _BLOB_NAMED = re.compile(r"(?:^|/)(?:blobs/[a-z0-9]+/[a-f0-9]{32,}|[a-f0-9]{64})$")
 """Members named as blobs (layers are gzip tars too): never looked into."""
+_ARCHIVE_MEMBER = re.compile(
+    r"^(?:\.|blobs(?:/.*)?|index\.json|oci-layout|manifest\.json|repositories"
+    r"|[a-f0-9]{64}(?:\.json|/.*)?)$"
+)
+"""What an image archive (OCI, docker save, ctr export) holds, at its root."""
 _TAR_HEADER = 512
 _LOCAL_NAME = {"oci": "layout", "docker": "bundle.tar", "dir": "dir"}
 """What a bundle inside a package is written out as, in its own folder."""
@@ -319,13 +324,22 @@ def _dir_image_name(relative: str) -> str:
 class _TarScan:
     """One pass over a tar: member sizes and positions, the small files, nested archives."""
 
-    def __init__(self, tar: tarfile.TarFile, *, nested: bool = False):
+    def __init__(self, tar: tarfile.TarFile, *, nested: bool = False, inner: bool = False):
+        """`nested`: look into members for image archives; `inner`: this is such a member.
+
+        An inner tar stops at its first member no image archive has (a
+        layer's `etc/`, a backup's files): it is not one, and is not read on.
+        """
         self.sizes: dict[str, int] = {}
         self.positions: dict[str, int] = {}
         self.contents: dict[str, bytes] = {}
         self.archives: list[Bundle] = []
+        self.foreign = False
         for position, member in enumerate(tar):
             name = _member_name(member)
+            if inner and not _ARCHIVE_MEMBER.match(name):
+                self.foreign = True
+                break
             if not member.isfile():
                 continue
             self.sizes[name] = member.size
@@ -344,8 +358,8 @@ class _TarScan:
             if stream is None:
                 return
             with tarfile.open(fileobj=stream, mode="r|") as inner:
-                scan = _TarScan(inner)
-        bundle = scan.archive(Path(name), compression, "")
+                scan = _TarScan(inner, inner=True)
+        bundle = None if scan.foreign else scan.archive(Path(name), compression, "")
         if bundle is not None:
             temp_disk = bundle.temp_disk or scan.tar_size()
             self.archives.append(

@@ -313,6 +313,10 @@ def package(layout, tmp_path) -> tuple[Path, dict[str, str]]:
     shutil.copytree(tool, folder / "images" / "core" / "tool-layout")
     dir_image(path, "v1", folder / "images" / "app:v1")
     (folder / "README").write_text("not an image")
+    backup = tmp_path / "etc"
+    (backup / "etc").mkdir(parents=True)
+    (backup / "etc" / "hosts").write_text("127.0.0.1 localhost\n")
+    oci.write_archive(backup, folder / "images" / "etc-backup.tar.gz", compression="gzip")
     expected = {
         "quay.io/team/web:2": "",  # docker save: skopeo makes the digest
         "v3": digests["v3"],

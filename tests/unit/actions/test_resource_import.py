@@ -83,12 +83,16 @@ def test_new_content_starts_one_job_with_the_actions_access(ctx, machine, port, 
     assert (progress.state, progress.digest) == ("failed", resource_import.file_digest(bundle))
     assert "holds no image archive" in progress.message or "cannot read" in progress.message
 
-    # The same content again (a new revision of the same file): nothing starts.
-    ctx.run(ctx.on.upgrade_charm(), state)
+    # The same content again: nothing starts, though it failed...
+    state = ctx.run(ctx.on.config_changed(), state)
     assert machine.launches[JOB] == 2
+    # ... unless it is attached again (Juju runs upgrade-charm).
+    state = ctx.run(ctx.on.upgrade_charm(), state)
+    assert machine.launches[JOB] == 3
+    assert machine.wait(JOB, timeout=60) == 1
     # Another namespace imports it again.
     ctx.run(ctx.on.config_changed(), with_config(state, images_namespace="other"))
-    assert machine.launches[JOB] == 3
+    assert machine.launches[JOB] == 4
 
 
 def test_the_spec_keeps_the_credential_private(machine, tmp_path):
