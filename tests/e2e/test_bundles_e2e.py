@@ -146,17 +146,25 @@ def test_a_docker_save_archive_with_several_tags_pushes_each(
 PEAK_MEMORY = """
 import re, sys
 from pathlib import Path
-from actions.bundles import read_bundle, unpacked
-bundle = read_bundle(Path(sys.argv[1]))
-with unpacked(bundle, Path(sys.argv[2]), print) as source:
-    refs = [source(image) for image in bundle.images]
+from actions.bundles import PackageStream, read_bundle, read_package, unpacked
+path, work = Path(sys.argv[1]), Path(sys.argv[2])
+bundles = read_package(path)
+stream = PackageStream(path, [b for b in bundles if b.member], work, print)
+for bundle in bundles:
+    local = stream.extract(bundle) if bundle.member else bundle
+    with unpacked(local, work, print) as source:
+        refs = [source(image) for image in bundle.images]
+    if bundle.member:
+        stream.release(bundle)
+stream.close()
 status = Path("/proc/self/status").read_text()
 print(int(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1)) * 1024)
 """
 
 
-def test_a_bundle_larger_than_the_memory_it_may_take_lists_and_unpacks(tmp_path):
-    """Listing and unpacking stream: memory stays far below the bundle's size."""
+@pytest.mark.parametrize("inside_a_package", [False, True])
+def test_a_bundle_larger_than_the_memory_it_may_take_lists_and_unpacks(tmp_path, inside_a_package):
+    """Listing and unpacking stream, also through a package: memory stays far below the size."""
     layout = tmp_path / "big"
     layers = [
         oci.make_layer(oci.random_layer(40 << 20, f"big-{i}"), compresslevel=1) for i in range(3)
@@ -165,6 +173,12 @@ def test_a_bundle_larger_than_the_memory_it_may_take_lists_and_unpacks(tmp_path)
     bundle = oci.write_archive(layout, tmp_path / "big.tar.zst", compression="zstd")
     del layers
     assert bundle.stat().st_size > 120 << 20
+    if inside_a_package:  # seed 002/004's shape: a tarball of a folder holding the archive
+        package = tmp_path / "package.tar"
+        with tarfile.open(package, "w") as tar:
+            tar.add(bundle, arcname="bmpackages/images/big.tar.zst")
+        bundle.unlink()
+        bundle = package
     work = tmp_path / "work"
     work.mkdir()
     done = subprocess.run(
@@ -176,6 +190,9 @@ def test_a_bundle_larger_than_the_memory_it_may_take_lists_and_unpacks(tmp_path)
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")},
     )
     peak = int(done.stdout.splitlines()[-1])
+    print(
+        f"peak memory {peak >> 20} MiB for a 120 MiB bundle (inside a package: {inside_a_package})"
+    )
     assert peak < 64 << 20, f"peak memory {peak >> 20} MiB for a 120 MiB bundle"
     assert list(work.iterdir()) == []
 
@@ -242,6 +259,15 @@ def test_a_tar_xz_of_a_folder_of_image_archives_pushes_whole_logging_each_image(
         return local
 
     monkeypatch.setattr(bundles.PackageStream, "extract", measured)
+    ctx.run(
+        ctx.on.action(
+            "bundle-images", params={"path": str(package), "namespace": "test-namespace"}
+        ),
+        state,
+    )
+    listed = {i["name"]: i["digest"] for i in ctx.action_results["images"].values()}
+    assert listed == {name: "" if n % 2 else d for n, (name, d) in enumerate(digests.items())}
+    assert ctx.action_results["temp-disk"].startswith(f"{package}: 40 bundles inside, the largest")
 
     ctx.run(
         ctx.on.action("push", params={"image": str(package), "namespace": "test-namespace"}),
