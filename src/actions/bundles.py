@@ -270,12 +270,10 @@ def _read_archive_file(path: Path) -> Bundle | None:
     with path.open("rb") as raw, _opened_tar(raw) as (stream, _):
         if stream is None:
             return None
-    try:
-        return _read_archive(path, "")
-    except BundleError as e:
-        if "neither" in str(e):
-            return None
-        raise
+    compression = compression_of(path)
+    with _members(path, compression) as tar:
+        scan = _TarScan(tar, inner=True)
+    return None if scan.foreign else scan.archive(path, compression, "")
 
 
 def _is_dir_image(folder: Path) -> bool:

@@ -579,18 +579,18 @@ class _BundleSources:
     def _unpack(self, bundle: Bundle, key: tuple[Path, str]) -> Callable[[BundleImage], str] | str:
         stack = self.stacks[key] = contextlib.ExitStack()
         try:
-            local = bundle
-            if bundle.member:
-                if bundle.path not in self.streams:
-                    self.streams[bundle.path] = PackageStream(
-                        bundle.path, self.inside[bundle.path], self._work_dir(bundle), self.log
-                    )
-                stream = self.streams[bundle.path]
-                stack.callback(stream.release, bundle)
-                local = stream.extract(bundle)
+            local = self._stream(bundle).extract(bundle) if bundle.member else bundle
             return stack.enter_context(unpacked(local, self._work_dir(local), self.log))
         except BundleError as e:
             return str(e)
+
+    def _stream(self, bundle: Bundle) -> PackageStream:
+        """The one pass over the package tarball holding `bundle` (opened when first read)."""
+        if bundle.path not in self.streams:
+            self.streams[bundle.path] = PackageStream(
+                bundle.path, self.inside[bundle.path], self._work_dir(bundle), self.log
+            )
+        return self.streams[bundle.path]
 
     def release(self, copy: ImageCopy) -> None:
         """One image of the copy's bundle is done; the last one removes what was unpacked."""
@@ -599,9 +599,15 @@ class _BundleSources:
         key = _key(copy.bundle)
         with self.lock:
             self.remaining[key] -= 1
-            stack = self.stacks.pop(key, None) if self.remaining[key] <= 0 else None
-        if stack is not None:
-            stack.close()
+            if self.remaining[key] > 0:
+                return
+            stack = self.stacks.pop(key, None)
+            if stack is not None:
+                stack.close()
+            if copy.bundle.member:
+                # Also when nothing was unpacked (its images were there): the
+                # stream then skips its members rather than writing them out.
+                self._stream(copy.bundle).release(copy.bundle)
 
 
 def _key(bundle: Bundle) -> tuple[Path, str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from ops import testing
 
-from actions import bundles
+from actions import bundles, push
 from actions.bundles import BundleError, read_bundle, read_package, unpacked
 from actions.push import InvalidPushError, plan_copies
 from charm_context import unit_state
@@ -426,3 +426,29 @@ def test_a_folder_without_images_says_so(tmp_path):
     (tmp_path / "empty" / "notes.txt").write_text("x")
     with pytest.raises(BundleError, match="holds no image archive, OCI layout or skopeo dir"):
         read_package(tmp_path / "empty")
+
+
+def test_a_bundle_whose_images_are_there_is_never_written_out(package, tmp_path):
+    """A package pushed again: the stream passes the bundles it need not unpack."""
+    folder, _ = package
+    tarball = tar_folder(folder, tmp_path / "pkg.tar.xz", "xz")
+    copies = plan_copies(str(tarball))
+    last = max(copies, key=lambda c: c.bundle.last_member if c.bundle else -1)
+    assert last.bundle is not None
+    work = tmp_path / "work"
+    work.mkdir()
+    logged: list[str] = []
+    sources = push._BundleSources(copies, str(work), logged.append)
+    try:
+        for copy in copies:
+            if copy is not last:
+                sources.release(copy)  # as push does for an image already there
+        resolved = sources.resolve(last)
+        assert resolved.error == ""
+        written = sources.streams[tarball].folders
+        assert list(written) == [last.bundle.member], "only the bundle being pushed"
+        sources.release(last)
+        assert list(work.iterdir()) == []
+    finally:
+        sources.close()
+    assert len(logged) == 1
