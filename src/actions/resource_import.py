@@ -178,6 +178,9 @@ def run(spec_path: Path) -> int:
     def progress(done: int, total: int, failed: int) -> None:
         write_progress(folder, Progress(spec.digest, "running", done, total, failed))
 
+    # Unpacked in a folder of the charm's, not beside the resource in Juju's.
+    work = folder / "work"
+    work.mkdir(mode=0o700, exist_ok=True)
     outcomes = push.push_images(
         copies,
         spec.access,
@@ -185,6 +188,7 @@ def run(spec_path: Path) -> int:
         netloc=spec.netloc,
         parallel=spec.parallel,
         log=lambda line: print(line, flush=True),
+        temp_dir=str(work),
         progress=progress,
     )
     _, failure = push.action_results(outcomes)

@@ -402,6 +402,9 @@ def test_the_images_resource_is_imported_in_the_background_once(ctx, machine, po
     assert [line.split("]")[0] for line in log if line.startswith("[")] == [
         f"[{n}/6" for n in range(1, 7)
     ]
+    work = machine.root / resource_import.STATE_DIR / "work"
+    assert list(work.iterdir()) == [], "unpacked in the charm's folder, then removed"
+    assert sorted(p.name for p in package.parent.iterdir()) == ["images.tar"], "Juju's untouched"
 
     # The same file attached again (Juju gives it a new revision): nothing starts.
     again = tmp_path / "again" / "images.tar"

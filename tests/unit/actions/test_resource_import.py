@@ -96,10 +96,21 @@ def test_new_content_starts_one_job_with_the_actions_access(ctx, machine, port, 
 
 
 def test_the_spec_keeps_the_credential_private(machine, tmp_path):
+    """The job reaches the registry exactly as the actions do: every field of their access."""
     from state.settings import BasicAuth
+    from workload.client_identity import ClientIdentity
     from workload.registry_api import LocalAccess
 
-    access = LocalAccess("127.0.0.1", 5000, tls=False, credentials=BasicAuth("admin", "pw"))
+    access = LocalAccess(
+        "registry.test",
+        5000,
+        tls=True,
+        ca_pem="-----BEGIN CERTIFICATE-----\n...",
+        credentials=BasicAuth("admin", "pw"),
+        client=ClientIdentity(tmp_path / "charm-client"),
+        address="127.0.0.2",
+        name_on_loopback=True,
+    )
     spec = resource_import.ImportSpec(str(tmp_path / "b.tar"), DIGEST, "127.0.0.1:5000", access)
     path = resource_import.write_spec(progress_folder(machine), spec)
 
