@@ -1,6 +1,6 @@
 """Benchmark: a no-op hook, process start to exit, against a bare `python -c 'import ops'`.
 
-Run: .venv/bin/python bench/hook.py [--rounds N] [--baseline GIT-REV]
+Run: .venv/bin/python bench/hook.py [--rounds N] [--baseline GIT-REV] [--plot PATH]
 
 Juju runs a hook as a new process (`dispatch`: `JUJU_DISPATCH_PATH=hooks/<name>
 ./src/charm.py`), whose every question to Juju is a hook tool (`config-get`,
@@ -18,7 +18,8 @@ round by round and in a rotated order, the script times whole processes:
 answers its probe), and `python -c 'import ops'` (the framework's floor).
 It prints the medians, the hook tools each hook called, and the ratios.
 With `--baseline`, the same no-op hooks of that revision's charm (its own
-scratch unit and registry) run in the same rounds.
+scratch unit and registry) run in the same rounds. `--plot PATH` draws the
+medians as an SVG.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(PROJECT / "tests")]
+
+from plot import bar_chart, conditions, save  # noqa: E402
 
 from support.wait import free_port, port_open, wait_for  # noqa: E402
 
@@ -286,10 +289,23 @@ def report(times: dict[str, list[float]], calls: dict[str, list[str]]) -> None:
         print(f"{hook}: {len(tools)} hook tool calls: {' '.join(tools)}")
 
 
+def plot(times: dict[str, list[float]], rounds: int) -> str:
+    """Each process's median time, one panel each, with its ratio to `import ops`."""
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    floor = medians[IMPORT_OPS]
+    return bar_chart(
+        "A no-op hook as a whole process, against a bare `import ops` (bench/hook.py)",
+        {name: {f"{median / floor:.2f}x": {"median": median}} for name, median in medians.items()},
+        "s",
+        [f"Medians of {rounds} rounds, rotated; hook tools answered by stubs.", *conditions()],
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Time a no-op hook against `import ops`.")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--baseline", help="a git revision whose no-op hook runs alongside")
+    parser.add_argument("--plot", type=Path, metavar="PATH", help="also draw an SVG at PATH")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-hook-") as tmp:
         work = Path(tmp)
@@ -321,6 +337,8 @@ def main() -> None:
             for env in units.values():
                 stop_unit(env)
     report(times, calls)
+    if args.plot:
+        save(args.plot, plot(times, args.rounds))
 
 
 if __name__ == "__main__":

@@ -5,10 +5,12 @@ a containerd pull straight from the upstream, the first (cold) pull through
 the mirror, which fetches from the upstream while serving, and warm pulls
 through the mirror with the upstream stopped. The image holds some tens of
 MB of random data; containerd drops it between pulls. All on loopback.
+`--plot PATH` also draws the three pull times as an SVG.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import statistics
@@ -19,6 +21,8 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(PROJECT / "src"), str(PROJECT / "tests")]
+
+from plot import bar_chart, conditions, save  # noqa: E402
 
 from charm_context import charm_context, unit_state  # noqa: E402
 from local_machine import LocalMachine  # noqa: E402
@@ -43,6 +47,11 @@ def timed_pull(containerd: Containerd, ref: str, hosts: Path, digest: str) -> fl
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description="Pulls through the mirror against direct.")
+    parser.add_argument(
+        "--plot", type=Path, metavar="PATH", help="also draw the pull times as an SVG at PATH"
+    )
+    args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-mirror-", dir="/tmp"))
     machine = LocalMachine(work / "unit")
     machine.root.mkdir()
@@ -92,6 +101,20 @@ def main() -> None:
         f"warm through the mirror, upstream stopped (median of {REPEATS}): "
         f"{warm_s:6.2f} s  {warm_s / direct_s:4.2f}x direct"
     )
+    if args.plot:
+        pulls = {"direct": direct_s, "cold, mirror": cold, "warm, mirror": warm_s}
+        save(
+            args.plot,
+            bar_chart(
+                f"A containerd pull of {size} MB, direct and through the mirror (bench/mirror.py)",
+                {"pull": {name: {"seconds": value} for name, value in pulls.items()}},
+                "s",
+                [
+                    f"Medians of {REPEATS} for direct and warm; warm with the upstream stopped.",
+                    *conditions(),
+                ],
+            ),
+        )
 
 
 if __name__ == "__main__":

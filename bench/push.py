@@ -2,6 +2,7 @@
 
 Run: .venv/bin/python bench/push.py [--rounds N] [--parallel P ...]
      .venv/bin/python bench/push.py --per-image [--counts 5 20 50] [--rounds N]
+Either takes --plot PATH to draw its figures as an SVG.
 
 Generates 20 images sharing a base layer (about 280 MB of unique,
 incompressible data), loads them into a local source registry, then, in the
@@ -46,6 +47,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(PROJECT / "src"), str(PROJECT / "tests")]
 
 from ops import testing  # noqa: E402
+from plot import bar_chart, conditions, save  # noqa: E402
 
 from charm_context import charm_context, unit_state  # noqa: E402
 from local_machine import LocalMachine  # noqa: E402
@@ -158,7 +160,7 @@ def small_images(work: Path, source: RegistryProcess, count: int) -> list[str]:
     return [source.ref(f"bench/small{i}", "v1") for i in range(count)]
 
 
-def per_image(counts: list[int], rounds: int) -> None:
+def per_image(counts: list[int], rounds: int, plot: Path | None) -> None:
     """Small images: what each costs, in time and CPU, for several batch sizes."""
     with tempfile.TemporaryDirectory(prefix="bench-push-") as tmp, RegistryProcess() as source:
         work = Path(tmp)
@@ -186,6 +188,23 @@ def per_image(counts: list[int], rounds: int) -> None:
             medians[f"{count} images, sequential skopeo"] / medians[f"{count} images, push action"]
         )
         print(f"{count} images: push action {ratio:.2f}x faster than sequential skopeo")
+    if plot:
+        groups = {
+            f"{count} images": {
+                way: medians[f"{count} images, {way}"] * 1000
+                for way in ("push action", "sequential skopeo")
+            }
+            for count in counts
+        }
+        save(
+            plot,
+            bar_chart(
+                "Pushing small images: wall time per image (bench/push.py --per-image)",
+                {"wall per image": groups},
+                "ms",
+                [f"Medians of {rounds} rounds; push action with parallel 4.", *conditions()],
+            ),
+        )
 
 
 def profile(count: int, seconds: int) -> None:
@@ -247,12 +266,13 @@ def main() -> None:
         help="where pushing this many small images spends CPU (needs golang-go for the profile)",
     )
     parser.add_argument("--profile-seconds", type=int, default=2)
+    parser.add_argument("--plot", type=Path, metavar="PATH", help="also draw an SVG at PATH")
     args = parser.parse_args()
     if args.profile:
         profile(args.profile, args.profile_seconds)
         return
     if args.per_image:
-        per_image(args.counts, args.rounds)
+        per_image(args.counts, args.rounds, args.plot)
         return
     with tempfile.TemporaryDirectory(prefix="bench-push-") as tmp:
         work = Path(tmp)
@@ -304,6 +324,19 @@ def main() -> None:
                 f"{best[name] / one:.2f}x single-stream time (goal <= 1.3)"
             )
     print(json.dumps({name: round(value, 3) for name, value in best.items()}))
+    if args.plot:
+        save(
+            args.plot,
+            bar_chart(
+                f"Pushing {IMAGES} large images (bench/push.py)",
+                {
+                    name: {f"best of {args.rounds}": {"seconds": value}}
+                    for name, value in best.items()
+                },
+                "s",
+                ["The push action against skopeo copies, rounds rotated.", *conditions()],
+            ),
+        )
 
 
 if __name__ == "__main__":

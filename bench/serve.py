@@ -27,6 +27,9 @@ ships), to show what the unix socket costs a single stream. `--profile N`
 then profiles the registry (pprof, from its debug server) serving blobs to
 N clients in each variant.
 
+`--plot PATH` also draws the blob MB/s per client count, each variant against
+nginx, as an SVG captioned with the run's conditions.
+
 Rounds rotate the order; the medians are printed. The machine is shared: the
 ratios, measured side by side, are the figures; absolute numbers drift.
 """
@@ -52,6 +55,7 @@ sys.path[:0] = [str(PROJECT / "src"), str(PROJECT / "tests")]
 
 import yaml  # noqa: E402
 from ops import testing  # noqa: E402
+from plot import bar_chart, conditions, save  # noqa: E402
 
 from charm_context import b64, charm_context, unit_state  # noqa: E402
 from local_machine import LocalMachine  # noqa: E402
@@ -354,6 +358,9 @@ def main() -> None:
         metavar="CLIENTS",
         help="then profile the registry serving blobs to this many clients (needs golang-go)",
     )
+    parser.add_argument(
+        "--plot", type=Path, metavar="PATH", help="also draw blob MB/s as an SVG at PATH"
+    )
     args = parser.parse_args()
     if shutil.which("nginx") is None:
         sys.exit("nginx is not installed: apt-get install nginx-light")
@@ -416,8 +423,35 @@ def main() -> None:
         finally:
             unit.close()
     report(results)
+    if args.plot:
+        save(args.plot, plot(results, args.rounds, args.seconds))
     for variant, top in profiles.items():
         print(f"the registry serving blobs to {args.profile} clients, {variant}:\n{top}")
+
+
+def plot(results: dict[tuple[str, str], list[float]], rounds: int, seconds: float) -> str:
+    """Blob MB/s per client count, the registry against nginx, one panel per variant."""
+    panels = {
+        variant: {
+            f"{clients} client{'s' if clients > 1 else ''}": {
+                server: statistics.median(results[(variant, f"{server} blob {clients} mbps")])
+                for server in ("registry", "nginx")
+            }
+            for clients in CLIENTS
+        }
+        for variant in dict.fromkeys(v for v, _ in results)
+        if variant != "GOGC"
+    }
+    return bar_chart(
+        "Pulling a 64 MB blob: the registry against nginx (bench/serve.py)",
+        panels,
+        "MB/s",
+        [
+            f"Median of {rounds} round(s) of {seconds:g} s per measurement, ApacheBench -k on"
+            " loopback; the front is compared with plain nginx.",
+            *conditions(),
+        ],
+    )
 
 
 def report(results: dict[tuple[str, str], list[float]]) -> None:

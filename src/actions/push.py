@@ -12,7 +12,7 @@ requests each doing filesystem work) dominates once the bytes are on the
 wire, so copies run concurrently. The first image goes alone: layers it
 shares with the rest (a common base) are then in the registry and in
 skopeo's blob-info cache, and the other copies mount them instead of
-uploading them again. bench/push.py measures this; see the README.
+uploading them again. bench/push.py measures this; see docs/explanation/performance.md.
 """
 
 from __future__ import annotations

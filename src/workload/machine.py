@@ -4,7 +4,7 @@ Everything the charm does to the unit goes through real files under
 `Machine.root`, real processes and real network calls, except package
 installation and service control, which need apt and systemd. Those are the
 `Machine`: `UbuntuMachine` on a unit; the tests substitute a local process
-supervisor (see the README's development section).
+supervisor (see CONTRIBUTING.md, "The one seam").
 """
 
 from __future__ import annotations

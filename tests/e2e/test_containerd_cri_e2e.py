@@ -149,7 +149,8 @@ def test_containerd_charm_node_pulls_through_cri(
         custom_registries=results[custom_key] if custom_key else "[]",
         relation=state.get_relation(relation.id).local_unit_data if related else None,
     )
-    # containerd starts: nothing the README says to set collides with the relation's tables.
+    # containerd starts: nothing docs/how-to/connect-nodes.md says to set collides with the
+    # relation's tables.
     cri_containerd.restart(cri_registry=registry_toml(registries), trusted_pem=trusted)
     _, digest = image
 
@@ -178,7 +179,7 @@ def test_unrelated_nodes_need_the_password_added_as_the_readme_says(
     cri_containerd.restart(cri_registry=registry_toml(registries), trusted_pem=b"")
     with pytest.raises(CRIError, match="401 Unauthorized"):
         cri_containerd.cri.pull(own, timeout=60)
-    # The README's jq: map(if .username then .password = $p else . end)
+    # docs/how-to/connect-nodes.md's jq: map(if .username then .password = $p else . end)
     password = config["auth-basic-password"]
     added = [{**r, "password": password} if "username" in r else r for r in listed]
     registries, _ = node.registries(custom_registries=json.dumps(added))

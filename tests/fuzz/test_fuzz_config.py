@@ -145,7 +145,7 @@ REAL_OPTIONS = [
 ]
 """Every option that reaches the registry without an outside service: object storage
 and pull-through caches need their remote end (a cache exits when it cannot reach its
-upstream, see the README)."""
+upstream, see docs/how-to/mirrors.md)."""
 
 
 @budget(200)
