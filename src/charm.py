@@ -9,7 +9,6 @@ handlers (`actions/`). Status is reported from collect-status only.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import socket
@@ -56,11 +55,7 @@ class DockerRegistryCharm(ops.CharmBase):
     def __init__(self, framework: ops.Framework):
         super().__init__(framework)
         self._stored.set_default(
-            stopped_by_operator=False,
-            established_client_auth=False,
-            checked_tls={},
-            images_resource=[],
-            images_imported="",
+            stopped_by_operator=False, established_client_auth=False, checked_tls={}
         )
         self._stopped_for: str | None = None
         """Why a hook stopped the registry (the unit or its storage is going away)."""
@@ -314,66 +309,28 @@ class DockerRegistryCharm(ops.CharmBase):
         self._import_images_resource(desired, attached=isinstance(event, ops.UpgradeCharmEvent))
 
     def _import_images_resource(self, plan: RegistryPlan, *, attached: bool) -> None:
-        """Start importing the `images` resource in the background when its content is new.
-
-        Nothing happens while an import runs (a later hook starts the next),
-        for an empty resource, or for content (and namespace) imported
-        before, unless that import failed and the resource was attached again.
-        """
+        """Import the `images` resource in the background when its content is new."""
         from actions import resource_import
 
         try:
             path = self.model.resources.fetch(resource_import.RESOURCE)
         except (ops.ModelError, NameError):
             return  # not attached
-        machine = self.registry.machine
-        if not path.is_file() or path.stat().st_size == 0 or machine.running(resource_import.JOB):
-            return
-        digest = self._resource_digest(path)
-        namespace = str(self.config.get("images-namespace") or "")
-        last = self._import_progress()
-        failed = last is not None and last.state == "failed"
-        if f"{digest} {namespace}" == self._stored.images_imported and not (attached and failed):
-            return
-        spec = resource_import.ImportSpec(
-            str(path), digest, plan.netloc, self._local_access(plan), namespace
+        resource_import.import_if_new(
+            self.registry.machine,
+            path,
+            namespace=str(self.config.get("images-namespace") or ""),
+            netloc=plan.netloc,
+            access=lambda: self._local_access(plan),
+            attached=attached,
         )
-        failure = resource_import.start(machine, spec)
-        if failure:
-            logger.error("images resource: %s", failure)
-            return
-        self._stored.images_imported = f"{digest} {namespace}"
-        logger.info("importing the images resource (%s) in %s", digest, resource_import.JOB)
-
-    def _resource_digest(self, path: Path) -> str:
-        """The resource's sha256, computed again only when the file changed."""
-        from actions import resource_import
-
-        stat = path.stat()
-        seen = [str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino]
-        cached = list(self._stored.images_resource)
-        if cached[:4] == seen:
-            return str(cached[4])
-        digest = resource_import.file_digest(path)
-        self._stored.images_resource = [*seen, digest]
-        return digest
 
     @functools.cached_property
     def import_progress(self) -> resource_import.Progress | None:
         """How the images resource's last import went (or goes), for the status."""
-        return self._import_progress()
-
-    def _import_progress(self) -> resource_import.Progress | None:
-        """How the images resource's last import went (or goes); None if there was none."""
         from actions import resource_import
 
-        folder = self.registry.machine.root / resource_import.STATE_DIR
-        progress = resource_import.read_progress(folder)
-        running = progress and progress.state == "running"
-        if progress and running and not self.registry.machine.running(resource_import.JOB):
-            stopped = f"it stopped at {progress.done}/{progress.total}"
-            return dataclasses.replace(progress, state="failed", message=stopped)
-        return progress
+        return resource_import.last_import(self.registry.machine)
 
     def _on_stop(self, _: ops.EventBase) -> None:
         """The unit is going away: stop serving, keep the images."""

@@ -17,10 +17,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -30,6 +32,8 @@ from state.settings import BasicAuth
 from workload.client_identity import ClientIdentity
 from workload.machine import Machine
 from workload.registry_api import LocalAccess
+
+logger = logging.getLogger(__name__)
 
 JOB = "docker-registry-import"
 """The transient systemd unit the import runs as."""
@@ -127,7 +131,68 @@ def write_spec(folder: Path, spec: ImportSpec) -> Path:
     return path
 
 
-def start(machine: Machine, spec: ImportSpec) -> str | None:
+def import_if_new(
+    machine: Machine,
+    resource: Path,
+    *,
+    namespace: str,
+    netloc: str,
+    access: Callable[[], LocalAccess],
+    attached: bool,
+) -> None:
+    """Start importing the resource file when its content (or the namespace) is new.
+
+    Nothing happens while an import runs (a later hook starts the next),
+    for an empty resource, or for content imported before, unless that
+    import failed and the resource was `attached` again (upgrade-charm).
+    """
+    if not resource.is_file() or resource.stat().st_size == 0 or machine.running(JOB):
+        return
+    folder = state_dir(machine.root)
+    digest = _content_digest(folder, resource)
+    last = last_import(machine)
+    retry = attached and last is not None and last.state == "failed"
+    imported = folder / "imported"
+    key = f"{digest} {namespace}"
+    if not retry and imported.exists() and imported.read_text() == key:
+        return
+    failure = _start(machine, ImportSpec(str(resource), digest, netloc, access(), namespace))
+    if failure:
+        logger.error("images resource: %s", failure)
+        return
+    imported.write_text(key)
+    logger.info("importing the images resource (%s) in %s", digest, JOB)
+
+
+def _content_digest(folder: Path, resource: Path) -> str:
+    """The resource's sha256, computed again only when the file changed."""
+    stat = resource.stat()
+    seen = [str(resource), stat.st_size, stat.st_mtime_ns, stat.st_ino]
+    cache = folder / "resource-digest.json"
+    try:
+        cached = json.loads(cache.read_text())
+        if cached["file"] == seen:
+            return str(cached["digest"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    digest = file_digest(resource)
+    cache.write_text(json.dumps({"file": seen, "digest": digest}))
+    return digest
+
+
+def last_import(machine: Machine) -> Progress | None:
+    """How the last import went (or goes); None if there was none.
+
+    A job that ended without saying how (killed, the unit rebooted) failed.
+    """
+    progress = read_progress(machine.root / STATE_DIR)
+    if progress and progress.state == "running" and not machine.running(JOB):
+        stopped = f"it stopped at {progress.done}/{progress.total}"
+        return dataclasses.replace(progress, state="failed", message=stopped)
+    return progress
+
+
+def _start(machine: Machine, spec: ImportSpec) -> str | None:
     """Start the job importing `spec`; why it could not start, if it could not (also recorded).
 
     It runs this module with the hook's own interpreter and import path.
