@@ -45,6 +45,7 @@ from workload.packages import apply_sources, install_extra, set_holds
 from workload.registry import PACKAGES, SERVICE, Registry
 
 if TYPE_CHECKING:
+    from actions import resource_import
     from workload.registry_api import LocalAccess
 
 logger = logging.getLogger(__name__)
@@ -336,7 +337,7 @@ class DockerRegistryCharm(ops.CharmBase):
         self._stopped_for = STOPPED_FOR_STORAGE
         self.registry.stop()
 
-    def _reconcile(self, _: ops.EventBase | None = None) -> None:
+    def _reconcile(self, event: ops.EventBase | None = None) -> None:
         """Bring the unit to the desired state; a no-op when it is there already."""
         peer.share_website_address(self, self._ingress_address(website.ENDPOINT))
         config = self._config
@@ -375,6 +376,32 @@ class DockerRegistryCharm(ops.CharmBase):
             )
             or ""
         )
+        # Juju runs upgrade-charm when a resource is attached, even the same file again.
+        self._import_images_resource(desired, attached=isinstance(event, ops.UpgradeCharmEvent))
+
+    def _import_images_resource(self, plan: RegistryPlan, *, attached: bool) -> None:
+        """Import the `images` resource in the background when its content is new."""
+        from actions import resource_import
+
+        try:
+            path = self.model.resources.fetch(resource_import.RESOURCE)
+        except (ops.ModelError, NameError):
+            return  # not attached
+        resource_import.import_if_new(
+            self.registry.machine,
+            path,
+            namespace=str(self.config.get("images-namespace") or ""),
+            netloc=plan.netloc,
+            access=lambda: self._local_access(plan),
+            attached=attached,
+        )
+
+    @functools.cached_property
+    def import_progress(self) -> resource_import.Progress | None:
+        """How the images resource's last import went (or goes), for the status."""
+        from actions import resource_import
+
+        return resource_import.last_import(self.registry.machine)
 
     def _package_plan(self, config: CharmConfig) -> PackagePlan:
         return plan_packages(
@@ -537,6 +564,7 @@ class DockerRegistryCharm(ops.CharmBase):
             parallel=params.parallel,
             log=event.log,
             temp_dir=params.temp_dir,
+            progress=push.status_after_a_minute(self._show_progress),
         )
         results, failure = push.action_results(outcomes)
         usage = self.registry.storage_usage(plan)
@@ -545,6 +573,13 @@ class DockerRegistryCharm(ops.CharmBase):
             results["storage"] = f"full: {usage}"
             failure = f"The registry's storage is full ({usage}); {FREE_SPACE}. {failure}"
         self._report(event, results, failure)
+
+    def _show_progress(self, message: str) -> None:
+        """A long action's progress in the unit's status (status-set works mid-action).
+
+        collect-status sets the unit's own status again when the action ends.
+        """
+        self.unit.status = ops.MaintenanceStatus(message)
 
     def _on_bundle_images_action(self, event: ops.ActionEvent) -> None:
         """What a bundle holds and where push would put each image; reads only."""
@@ -764,6 +799,8 @@ class DockerRegistryCharm(ops.CharmBase):
         if usage and usage.filling:
             ready += f" Storage {usage}."
         ready += self._last_maintenance()
+        if self.import_progress and self.import_progress.state != "running":
+            ready += f" {self.import_progress.status_text()}."
         down = [m for m in desired.front.mirrors if m.service in silent] if desired.front else []
         if not down:
             return ops.ActiveStatus(ready)
@@ -796,6 +833,8 @@ class DockerRegistryCharm(ops.CharmBase):
             event.add_status(
                 ops.BlockedStatus(f"Invalid charm config: {self._stored.maintenance_problem}")
             )
+        if self.import_progress and self.import_progress.state == "running":
+            event.add_status(ops.MaintenanceStatus(self.import_progress.status_text()))
         relation_tls = self.relation_tls
         if isinstance(relation_tls, ops.WaitingStatus) and (
             isinstance(desired, RegistryPlan) and desired.tls is None

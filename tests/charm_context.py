@@ -44,6 +44,14 @@ def _charm_root() -> Path:
 
 
 CHARM_ROOT = _charm_root()
+NO_IMAGES = CHARM_ROOT / "images-resource-empty.tar"
+"""An empty `images` resource, as `juju deploy` attaches without --resource."""
+NO_IMAGES.touch()
+
+
+def images_resource(path: Path = NO_IMAGES) -> testing.Resource:
+    """The `images` resource holding the file at `path`."""
+    return testing.Resource(name="images", path=path)
 
 
 def charm_context(machine: LocalMachine, unit_id: int = 0) -> testing.Context[DockerRegistryCharm]:
@@ -88,6 +96,7 @@ def unit_state(
         for endpoint in ("docker-registry", "website", "cert-provider", "peer")
     }
     relations = kw.pop("relations", [testing.PeerRelation("peer")])
+    kw.setdefault("resources", {images_resource()})
     return testing.State(
         leader=leader,
         config={"registry-port": port, "debug-port": free_port(), **(config or {})},

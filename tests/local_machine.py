@@ -17,7 +17,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 SERVICE_COMMANDS = {
@@ -131,6 +131,24 @@ class LocalMachine:
             return service in self.timers
         process = self._processes.get(service)
         return process is not None and process.poll() is None
+
+    def start_job(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
+        """A child process in a session of its own, as systemd-run's transient service."""
+        self.launches[name] += 1
+        log_path = self._log_path(name)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log:
+            self._processes[name] = subprocess.Popen(
+                list(argv),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **env},
+                start_new_session=True,
+            )
+
+    def wait(self, service: str, timeout: float) -> int:
+        """Wait for the service's process to end (a job); its exit status."""
+        return self._processes[service].wait(timeout=timeout)
 
     def run_as(
         self, user: str, argv: Sequence[str], timeout: float

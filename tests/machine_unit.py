@@ -101,6 +101,12 @@ class Unit:
         """Relate a subordinate on `endpoint` (its unit data `remote`), or break the relation."""
         return self._request({"subordinate": endpoint, "joined": joined, "remote": remote})
 
+    def attach_images(self, inside: str) -> dict:
+        """`juju attach-resource docker-registry images=...`: the file, then upgrade-charm."""
+        request = {"event": "upgrade_charm", "config": {}, "images_resource": inside}
+        self.answers["upgrade_charm"] = self._request(request)
+        return self.answers["upgrade_charm"]
+
     def storage(self, event: str) -> dict:
         """Fire storage_attached or storage_detaching for the `data` storage."""
         return self._request({"storage": event})

@@ -18,6 +18,7 @@ uploading them again. bench/push.py measures this; see docs/explanation/performa
 from __future__ import annotations
 
 import base64
+import collections
 import contextlib
 import dataclasses
 import json
@@ -26,6 +27,8 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -35,14 +38,19 @@ from actions.bundles import (
     Bundle,
     BundleError,
     BundleImage,
+    PackageStream,
     read_bundle,
+    read_package,
     size_text,
     unpacked,
 )
 from state.settings import BasicAuth
-from workload.registry_api import LocalAccess
+from workload.registry_api import MANIFEST_TYPES, LocalAccess, RegistryAPIError, RegistryClient
 
 COPY_TIMEOUT = 3600.0
+STATUS_AFTER = 60.0
+"""A push running longer than this shows its progress in the unit's status too."""
+STATUS_EVERY = 10.0
 FILE_TRANSPORTS = ("oci-archive", "docker-archive", "oci")
 DOCKER_HUB = "docker.io"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -164,6 +172,24 @@ class PushOutcome:
     destination: str = ""
     digest: str = ""
     error: str = ""
+    size: int = 0
+    """The image's bytes (manifests, configs, layers of every platform); 0 if unknown."""
+    seconds: float = 0.0
+    """How long its copy took."""
+    already_there: bool = False
+    """The registry held it (the same digest under the same name): not copied."""
+
+    def line(self) -> str:
+        """One log line for people: what went where, how big, how fast."""
+        if self.error:
+            return f"{self.source}: failed: {self.error}"
+        if self.already_there:
+            return f"{self.source} -> {self.destination} {self.digest} (already there)"
+        took = f"{self.seconds:.1f} s"
+        if self.size:
+            rate = size_text(int(self.size / max(self.seconds, 0.001)))
+            took = f"{size_text(self.size)} in {took}, {rate}/s"
+        return f"{self.source} -> {self.destination} {self.digest} ({took})"
 
 
 def plan_copies(
@@ -309,18 +335,23 @@ def _bundle_copies(
     destination: Reference | None,
     namespace: str,
 ) -> list[ImageCopy]:
-    """One copy per image of the bundle (or the one named `wanted`)."""
-    bundle = read_bundle(path, transport)
-    images = [i for i in bundle.images if not wanted or wanted in (i.reference, i.tag)]
+    """One copy per image of the bundles a file or folder holds (or the one named `wanted`).
+
+    With a transport (`oci-archive:` ...) the file is that one bundle; a
+    bare path is looked into for every bundle it holds.
+    """
+    bundles = (read_bundle(path, transport),) if transport else read_package(path)
+    found = [(bundle, image) for bundle in bundles for image in bundle.images]
+    images = [(b, i) for b, i in found if not wanted or wanted in (i.reference, i.tag)]
     if not images:
-        names = ", ".join(i.name for i in bundle.images if i.name) or "none"
+        names = ", ".join(i.name for _, i in found if i.name) or "none"
         what = f"no image named {wanted!r}" if wanted else "no image"
         raise InvalidReferenceError(f"{path} holds {what} (names: {names})")
     copies = []
-    for image in images:
+    for bundle, image in images:
         label = source if len(images) == 1 else f"{source} ({image.name or image.position + 1})"
         try:
-            name = destination or _bundle_name(path, image)
+            name = destination or _bundle_name(bundle, image)
             copies.append(
                 ImageCopy(
                     label,
@@ -335,19 +366,20 @@ def _bundle_copies(
     return copies
 
 
-def _bundle_name(path: Path, image: BundleImage) -> Reference:
+def _bundle_name(bundle: Bundle, image: BundleImage) -> Reference:
     """The name an image of a bundle lands under: its path without the registry host."""
     if image.reference:
         reference = parse_reference(image.reference)
         return Reference("", reference.path, reference.tag, reference.digest)
+    file_name = bundle.file_name
     if not image.tag:
         raise InvalidReferenceError(
-            f"image {image.position + 1} of {path.name} carries no name; push it alone with tag="
+            f"image {image.position + 1} of {file_name} carries no name; push it alone with tag="
         )
     # An OCI ref name is a tag; the file (or directory) names the repository.
-    stem = path.name.split(".")[0].lower()
+    stem = file_name.split(".")[0].lower()
     if not _PATH.match(stem) or not _TAG.match(image.tag):
-        raise InvalidReferenceError(f"cannot derive a repository from {path.name!r}; give tag=")
+        raise InvalidReferenceError(f"cannot derive a repository from {file_name!r}; give tag=")
     return Reference("", stem, image.tag)
 
 
@@ -360,7 +392,7 @@ def check_temp_dir(temp_dir: str) -> None:
 def listing_results(copies: list[ImageCopy], netloc: str | None) -> tuple[dict, str | None]:
     """What bundles hold and where push would put each image (bundle-images)."""
     per_image: dict[str, dict] = {}
-    needs: dict[Path, int] = {}
+    needs: dict[Path, dict[str, int]] = {}
     failed = []
     for number, copy in enumerate(copies, start=1):
         image = copy.bundle_image
@@ -369,7 +401,7 @@ def listing_results(copies: list[ImageCopy], netloc: str | None) -> tuple[dict, 
             failed.append(f"{copy.source}: {reason}")
             per_image[str(number)] = {"source": copy.source, "error": reason}
             continue
-        needs[copy.bundle.path] = copy.bundle.temp_disk
+        needs.setdefault(copy.bundle.path, {})[copy.bundle.member] = copy.bundle.temp_disk
         entry = {"source": copy.source, "name": image.name, "digest": image.digest}
         if image.multi_arch:
             entry["platforms"] = "all" if image.complete else "some missing: only this unit's"
@@ -382,13 +414,45 @@ def listing_results(copies: list[ImageCopy], netloc: str | None) -> tuple[dict, 
     results = {
         "count": len(copies),
         "images": per_image,
-        "temp-disk": "\n".join(
-            f"{path}: {size_text(size)} ({size} bytes)" for path, size in needs.items()
-        ),
+        "temp-disk": "\n".join(_temp_disk_text(path, sizes) for path, sizes in needs.items()),
     }
     if not failed:
         return results, None
     return results, f"{len(failed)} of {len(copies)} images cannot be pushed: {'; '.join(failed)}"
+
+
+def progress_text(doing: str, done: int, total: int, failed: int) -> str:
+    """How far a push is, for the unit's status: `Pushing images 12/40, 1 failed`."""
+    return f"{doing} images {done}/{total}" + (f", {failed} failed" if failed else "")
+
+
+def status_after_a_minute(show: Callable[[str], None]) -> Callable[[int, int, int], None]:
+    """A push's progress for the unit's status: shown once it has run `STATUS_AFTER` seconds.
+
+    Then at most every `STATUS_EVERY` seconds: each is a `status-set` call.
+    """
+    started = time.monotonic()
+    shown = [started]
+
+    def progress(done: int, total: int, failed: int) -> None:
+        now = time.monotonic()
+        if now - started >= STATUS_AFTER and now - shown[0] >= STATUS_EVERY:
+            shown[0] = now
+            show(progress_text("Pushing", done, total, failed))
+
+    return progress
+
+
+def _temp_disk_text(path: Path, sizes: dict[str, int]) -> str:
+    """The temporary disk pushing a bundle, or the bundles inside one tarball, takes."""
+    if len(sizes) == 1:
+        (size,) = sizes.values()
+        return f"{path}: {size_text(size)} ({size} bytes)"
+    largest = max(sizes.values())
+    return (
+        f"{path}: {len(sizes)} bundles inside, the largest {size_text(largest)} ({largest} bytes);"
+        " each is written out when pushed and removed after, one per parallel copy"
+    )
 
 
 def push_images(
@@ -400,80 +464,154 @@ def push_images(
     parallel: int,
     log: Callable[[str], None],
     temp_dir: str = "",
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> list[PushOutcome]:
-    """Copy every image, `parallel` at a time; report each as it finishes.
+    """Copy every image, `parallel` at a time; log each as it finishes.
 
-    Bundles are unpacked first, each once, under `temp_dir` (default: the
-    bundle's own folder), and removed at the end. Returns outcomes in the
-    order of `copies`, destinations under `netloc` (where clients pull from).
+    Bundles are unpacked when their first image is copied, under `temp_dir`
+    (default: the bundle's own folder), and removed after their last.
+    `progress` hears (done, total, failed) after each image. Returns
+    outcomes in the order of `copies`, destinations under `netloc` (where
+    clients pull from).
     """
     outcomes: dict[int, PushOutcome] = {}
     total = len(copies)
+    lock = threading.Lock()
+
+    def locked_log(message: str) -> None:
+        with lock:
+            log(message)
 
     def report(index: int, outcome: PushOutcome) -> None:
         if not outcome.error:
             outcome = dataclasses.replace(outcome, destination=f"{netloc}/{outcome.destination}")
         outcomes[index] = outcome
-        if outcome.error:
-            log(f"[{len(outcomes)}/{total}] {outcome.source}: failed: {outcome.error}")
-        else:
-            log(
-                f"[{len(outcomes)}/{total}] {outcome.source} -> "
-                f"{outcome.destination} {outcome.digest}"
-            )
+        locked_log(f"[{len(outcomes)}/{total}] {outcome.line()}")
+        if progress:
+            progress(len(outcomes), total, sum(1 for o in outcomes.values() if o.error))
 
     registries = {copy.source_registry for copy in copies if copy.source_registry}
     with (
         _skopeo_config(access, source_auth, registries) as config,
-        contextlib.ExitStack() as unpacked_bundles,
+        contextlib.closing(_BundleSources(copies, temp_dir, locked_log)) as sources,
     ):
-        sources = _BundleSources(unpacked_bundles, temp_dir, log)
+
+        def push(copy: ImageCopy) -> PushOutcome:
+            present = config.present(copy)
+            if present is not None:
+                sources.release(copy)
+                return present
+            resolved = sources.resolve(copy)
+            try:
+                if resolved.error:
+                    return PushOutcome(copy.source, error=resolved.error)
+                return config.copy(resolved)
+            finally:
+                sources.release(copy)
+
         pending = []
         for index, copy in enumerate(copies):
-            copy = sources.resolve(copy)
             if copy.error:
                 report(index, PushOutcome(copy.source, error=copy.error))
             else:
                 pending.append((index, copy))
         if pending:
             (first, first_copy), rest = pending[0], pending[1:]
-            report(first, config.copy(first_copy))
+            report(first, push(first_copy))
             with ThreadPoolExecutor(max_workers=parallel) as pool:
-                futures = {pool.submit(config.copy, copy): i for i, copy in rest}
+                futures = {pool.submit(push, copy): i for i, copy in rest}
                 for future in as_completed(futures):
                     report(futures[future], future.result())
     return [outcomes[i] for i in range(total)]
 
 
 class _BundleSources:
-    """Unpacks each bundle once, on first use, and names its images for skopeo."""
+    """Unpacks each bundle when its first image is copied, removes it after its last.
 
-    def __init__(self, stack: contextlib.ExitStack, temp_dir: str, log: Callable[[str], None]):
-        self.stack = stack
+    Bundles inside one package tarball are written out from one pass over it
+    (`PackageStream`), so about `parallel` of them are on disk at a time.
+    Thread-safe: the copies call it from the pool.
+    """
+
+    def __init__(self, copies: list[ImageCopy], temp_dir: str, log: Callable[[str], None]):
         self.temp_dir = temp_dir
         self.log = log
-        self.unpacked: dict[Path, Callable[[BundleImage], str] | str] = {}
+        self.lock = threading.Lock()
+        wanted = {_key(c.bundle): c.bundle for c in copies if c.bundle and not c.error}
+        self.remaining = collections.Counter(
+            _key(c.bundle) for c in copies if c.bundle and not c.error
+        )
+        self.inside: dict[Path, list[Bundle]] = {}
+        for bundle in wanted.values():
+            if bundle.member:
+                self.inside.setdefault(bundle.path, []).append(bundle)
+        self.streams: dict[Path, PackageStream] = {}
+        self.sources: dict[tuple[Path, str], Callable[[BundleImage], str] | str] = {}
+        self.stacks: dict[tuple[Path, str], contextlib.ExitStack] = {}
+
+    def close(self) -> None:
+        """Remove whatever is still unpacked."""
+        for stack in self.stacks.values():
+            stack.close()
+        for stream in self.streams.values():
+            stream.close()
+
+    def _work_dir(self, bundle: Bundle) -> Path:
+        # Next to the bundle: the disk the operator found room on. Reading
+        # in place needs only a few small files, which go to /tmp.
+        beside = bundle.path.parent if bundle.temp_disk else Path(tempfile.gettempdir())
+        return Path(self.temp_dir) if self.temp_dir else beside
 
     def resolve(self, copy: ImageCopy) -> ImageCopy:
         """The copy with skopeo's source reference, or with the error unpacking gave."""
-        if copy.bundle is None or copy.bundle_image is None:
+        bundle, image = copy.bundle, copy.bundle_image
+        if bundle is None or image is None:
             return copy
-        bundle = copy.bundle
-        if bundle.path not in self.unpacked:
-            # Next to the bundle: the disk the operator found room on. Reading
-            # in place needs only a few small files, which go to /tmp.
-            beside = bundle.path.parent if bundle.temp_disk else Path(tempfile.gettempdir())
-            work_dir = Path(self.temp_dir) if self.temp_dir else beside
-            try:
-                self.unpacked[bundle.path] = self.stack.enter_context(
-                    unpacked(bundle, work_dir, self.log)
-                )
-            except BundleError as e:
-                self.unpacked[bundle.path] = str(e)
-        source = self.unpacked[bundle.path]
+        key = _key(bundle)
+        with self.lock:
+            if key not in self.sources:
+                self.sources[key] = self._unpack(bundle, key)
+            source = self.sources[key]
         if isinstance(source, str):
             return dataclasses.replace(copy, error=source)
-        return dataclasses.replace(copy, transport_ref=source(copy.bundle_image))
+        return dataclasses.replace(copy, transport_ref=source(image))
+
+    def _unpack(self, bundle: Bundle, key: tuple[Path, str]) -> Callable[[BundleImage], str] | str:
+        stack = self.stacks[key] = contextlib.ExitStack()
+        try:
+            local = self._stream(bundle).extract(bundle) if bundle.member else bundle
+            return stack.enter_context(unpacked(local, self._work_dir(local), self.log))
+        except BundleError as e:
+            return str(e)
+
+    def _stream(self, bundle: Bundle) -> PackageStream:
+        """The one pass over the package tarball holding `bundle` (opened when first read)."""
+        if bundle.path not in self.streams:
+            self.streams[bundle.path] = PackageStream(
+                bundle.path, self.inside[bundle.path], self._work_dir(bundle), self.log
+            )
+        return self.streams[bundle.path]
+
+    def release(self, copy: ImageCopy) -> None:
+        """One image of the copy's bundle is done; the last one removes what was unpacked."""
+        if copy.bundle is None:
+            return
+        key = _key(copy.bundle)
+        with self.lock:
+            self.remaining[key] -= 1
+            if self.remaining[key] > 0:
+                return
+            stack = self.stacks.pop(key, None)
+            if stack is not None:
+                stack.close()
+            if copy.bundle.member:
+                # Also when nothing was unpacked (its images were there): the
+                # stream then skips its members rather than writing them out.
+                self._stream(copy.bundle).release(copy.bundle)
+
+
+def _key(bundle: Bundle) -> tuple[Path, str]:
+    return bundle.path, bundle.member
 
 
 class _SkopeoConfig:
@@ -527,6 +665,23 @@ class _SkopeoConfig:
         path.write_text(json.dumps({"auths": auths}))
         return str(path)
 
+    def present(self, image: ImageCopy) -> PushOutcome | None:
+        """The outcome of a bundle's image that the registry holds already, with its digest.
+
+        Nothing is unpacked or copied for it: a bundle pushed twice is read twice, no more.
+        """
+        digest = image.bundle_image.digest if image.bundle_image and image.copy_all else ""
+        if not digest:
+            return None
+        repository, _, tag = image.destination.partition("@")[0].partition(":")
+        try:
+            there = RegistryClient(self.access).manifest_digest(repository, tag or digest)
+        except RegistryAPIError:
+            return None
+        if there != digest:
+            return None
+        return PushOutcome(image.source, image.destination, digest, already_there=True)
+
     def copy(self, image: ImageCopy) -> PushOutcome:
         """Run one `skopeo copy`; never raises, the outcome carries the error."""
         destination = f"{self.access.netloc}/{image.destination}"
@@ -550,6 +705,7 @@ class _SkopeoConfig:
             image.transport_ref,
             f"docker://{destination}",
         ]
+        started = time.monotonic()
         try:
             done = subprocess.run(
                 argv,
@@ -563,9 +719,14 @@ class _SkopeoConfig:
             return PushOutcome(image.source, error=f"timed out after {COPY_TIMEOUT:.0f}s")
         except OSError as e:
             return PushOutcome(image.source, error=f"cannot run skopeo: {e}")
+        seconds = time.monotonic() - started
         if done.returncode != 0:
-            return PushOutcome(image.source, error=self._reason(done.stderr))
-        return PushOutcome(image.source, image.destination, digest_file.read_text().strip())
+            return PushOutcome(image.source, error=self._reason(done.stderr), seconds=seconds)
+        digest = digest_file.read_text().strip()
+        # A destination is repository[:tag][@digest]; a repository holds no colon.
+        repository = image.destination.partition("@")[0].partition(":")[0]
+        size = image_size(RegistryClient(self.access), repository, digest)
+        return PushOutcome(image.source, image.destination, digest, size=size, seconds=seconds)
 
     def _reason(self, stderr: str) -> str:
         """The message skopeo gave, without its log prefix and without any secret."""
@@ -575,6 +736,23 @@ class _SkopeoConfig:
         for secret in self.secrets:
             reason = reason.replace(secret, "***")
         return reason
+
+
+def image_size(client: RegistryClient, repository: str, digest: str) -> int:
+    """An image's bytes as the registry holds it, every platform's; 0 if it cannot tell."""
+    try:
+        _, _, body = client.request(
+            "GET", f"/v2/{repository}/manifests/{digest}", {"Accept": ", ".join(MANIFEST_TYPES)}
+        )
+        manifest = json.loads(body)
+        if "manifests" in manifest:
+            return len(body) + sum(
+                image_size(client, repository, child["digest"]) for child in manifest["manifests"]
+            )
+        blobs = [manifest.get("config") or {}, *(manifest.get("layers") or [])]
+        return len(body) + sum(int(blob.get("size", 0)) for blob in blobs)
+    except (RegistryAPIError, ValueError, TypeError, KeyError, AttributeError):
+        return 0
 
 
 def _direct_environment(access: LocalAccess) -> dict[str, str]:

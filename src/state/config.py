@@ -186,6 +186,8 @@ class CharmConfig:
     secrets: Mapping[str, Mapping[str, str] | None] = field(default_factory=dict, repr=False)
     """The content of each Juju secret the options name (None: not readable), by URI."""
     tls_client_auth: str = ""
+    images_namespace: str = ""
+    """Read by the images resource's import, which checks it as push checks `namespace`."""
     # The established charm's layers (layer:nagios, layer:apt) added these.
     nagios_context: str = "juju"
     nagios_servicegroups: str = ""

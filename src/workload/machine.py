@@ -14,7 +14,7 @@ import os
 import pwd
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -69,6 +69,13 @@ class Machine(Protocol):
 
     def running(self, service: str) -> bool:
         """Whether the service is running now."""
+        ...
+
+    def start_job(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
+        """Run a command in the background as the service `name`: it outlives the hook.
+
+        Raises OSError or subprocess.CalledProcessError if it cannot start.
+        """
         ...
 
     def run_as(
@@ -158,6 +165,24 @@ class UbuntuMachine:
     def running(self, service: str) -> bool:
         """Whether `service` is active."""
         return systemd.service_running(service)
+
+    def start_job(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
+        """`systemd-run`: a transient service, its output in the journal, gone once it ends."""
+        subprocess.run(
+            [
+                "systemd-run",
+                f"--unit={name}",
+                "--collect",
+                "--quiet",
+                "--property=Type=exec",
+                *(f"--setenv={key}={value}" for key, value in env.items()),
+                "--",
+                *argv,
+            ],
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
 
     def run_as(
         self, user: str, argv: Sequence[str], timeout: float

@@ -43,7 +43,15 @@ def initial_state() -> testing.State:
         )
         for endpoint in ENDPOINTS
     }
-    return testing.State(leader=True, networks=networks, relations=[testing.PeerRelation("peer")])
+    empty = STATE_FILE.with_name("images-empty.tar")
+    empty.parent.mkdir(parents=True, exist_ok=True)
+    empty.touch()
+    return testing.State(
+        leader=True,
+        networks=networks,
+        relations=[testing.PeerRelation("peer")],
+        resources={testing.Resource(name="images", path=empty)},
+    )
 
 
 def load_state() -> testing.State:
@@ -65,6 +73,9 @@ def handle(
         state = dataclasses.replace(state, config={**state.config, **request["config"]})
     if "leader" in request:
         state = dataclasses.replace(state, leader=request["leader"])
+    if "images_resource" in request:  # juju attach-resource
+        resource = testing.Resource(name="images", path=Path(request["images_resource"]))
+        state = dataclasses.replace(state, resources={resource})
     if "storage" in request:
         storage = testing.Storage("data")
         state = dataclasses.replace(state, storages=[storage])

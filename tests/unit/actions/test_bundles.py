@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -12,11 +13,11 @@ from pathlib import Path
 import pytest
 from ops import testing
 
-from actions import bundles
-from actions.bundles import BundleError, read_bundle, unpacked
+from actions import bundles, push
+from actions.bundles import BundleError, read_bundle, read_package, unpacked
 from actions.push import InvalidPushError, plan_copies
 from charm_context import unit_state
-from support import oci
+from support import oci, skopeo
 
 CONTAINERD_NAME = "io.containerd.image.name"
 
@@ -270,3 +271,184 @@ def test_two_images_landing_at_the_same_place_fail_the_second():
         " push it separately, under another namespace",
         "",
     ]
+
+
+def dir_image(layout: Path, ref: str, target: Path) -> Path:
+    """A skopeo `dir:` folder of one image of the layout, written by skopeo itself."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    skopeo.copy(oci.layout_ref(layout, ref), f"dir:{target}")
+    return target
+
+
+def tar_folder(folder: Path, path: Path, compression: str = "") -> Path:
+    """`tar -C parent folder` (names start with the folder's), as operators pack folders."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.add(folder, arcname=folder.name)
+    path.write_bytes(oci.compress(buf.getvalue(), compression))
+    return path
+
+
+@pytest.fixture
+def package(layout, tmp_path) -> tuple[Path, dict[str, str]]:
+    """A package folder as bmctl's: per-image archives of every kind at two depths.
+
+    A docker save archive, a gzip OCI archive (only a tag: its file names it),
+    an OCI layout folder and a skopeo `dir:` folder; name -> digest.
+    """
+    path, digests = layout
+    folder = tmp_path / "bmpackages_1.0"
+    (folder / "images" / "core").mkdir(parents=True)
+    oci.write_docker_save(path, folder / "images" / "saved.tar", {"v1": ["quay.io/team/web:2"]})
+    only_v3 = tmp_path / "only-v3"
+    shutil.copytree(path, only_v3)
+    index = json.loads((only_v3 / "index.json").read_text())
+    index["manifests"] = [
+        m for m in index["manifests"] if m["annotations"][oci.REF_NAME_ANNOTATION] == "v3"
+    ]
+    (only_v3 / "index.json").write_text(json.dumps(index))
+    oci.write_archive(only_v3, folder / "images" / "core" / "pause.tgz", compression="gzip")
+    tool = tmp_path / "tool-layout"
+    oci.build_image(tool, "registry.k8s.io/tool:v2", files={"tool": b"tool"})
+    shutil.copytree(tool, folder / "images" / "core" / "tool-layout")
+    dir_image(path, "v1", folder / "images" / "app:v1")
+    (folder / "README").write_text("not an image")
+    backup = tmp_path / "etc"
+    (backup / "etc").mkdir(parents=True)
+    (backup / "etc" / "hosts").write_text("127.0.0.1 localhost\n")
+    oci.write_archive(backup, folder / "images" / "etc-backup.tar.gz", compression="gzip")
+    expected = {
+        "quay.io/team/web:2": "",  # docker save: skopeo makes the digest
+        "v3": digests["v3"],
+        "registry.k8s.io/tool:v2": oci.sha256_digest(
+            oci.read_blob(
+                tool, json.loads((tool / "index.json").read_text())["manifests"][0]["digest"]
+            )
+        ),
+        "images/app:v1": digests["v1"],  # its path in the package
+    }
+    return folder, expected
+
+
+def listed(bundles) -> dict[str, str]:
+    return {image.name: image.digest for bundle in bundles for image in bundle.images}
+
+
+@pytest.mark.parametrize("compression", ["", "xz"])
+def test_a_tarball_of_a_folder_of_image_archives_lists_each_image(package, tmp_path, compression):
+    folder, expected = package
+    tarball = tar_folder(folder, tmp_path / "bmpackages_1.0.tar.xz", compression)
+
+    inside = read_package(tarball)
+    in_folder = read_package(folder)
+
+    assert listed(inside) == listed(in_folder) == expected
+    assert sorted(b.member_kind for b in inside) == ["archive", "archive", "folder", "folder"]
+    assert [b.last_member for b in inside] == sorted(b.last_member for b in inside), "tar order"
+    assert {b.format for b in inside} == {"docker", "oci", "dir"}
+    copies = plan_copies(str(tarball), namespace="test-namespace")
+    assert sorted((c.destination, c.error) for c in copies) == [
+        ("test-namespace/images/app:v1", ""),
+        ("test-namespace/pause:v3", ""),
+        ("test-namespace/team/web:2", ""),
+        ("test-namespace/tool:v2", ""),
+    ]
+
+
+def test_skopeo_dir_folders_are_named_by_their_path_after_the_host(layout, tmp_path):
+    path, digests = layout
+    scoped = tmp_path / "sync"
+    dir_image(path, "v1", scoped / "127.0.0.1:5000" / "team" / "app:v1")
+    dir_image(path, "v3", scoped / "127.0.0.1:5000" / "app:v3")
+    plain = tmp_path / "plain"
+    dir_image(path, "v1", plain / "app:v1")
+
+    assert listed(read_package(scoped)) == {
+        "127.0.0.1:5000/team/app:v1": digests["v1"],
+        "127.0.0.1:5000/app:v3": digests["v3"],
+    }
+    assert listed(read_package(tar_folder(scoped, tmp_path / "s.tar.gz", "gzip"))) == {
+        "127.0.0.1:5000/team/app:v1": digests["v1"],
+        "127.0.0.1:5000/app:v3": digests["v3"],
+    }
+    # tar -C plain . and tar of the folder: the same names.
+    assert listed(read_package(oci.write_archive(plain, tmp_path / "p.tar"))) == {
+        "app:v1": digests["v1"]
+    }
+    assert listed(read_package(tar_folder(plain, tmp_path / "q.tar"))) == {"app:v1": digests["v1"]}
+    assert listed(read_package(plain / "app:v1")) == {"app:v1": digests["v1"]}
+    assert [c.destination for c in plan_copies(str(scoped))] == ["app:v3", "team/app:v1"]
+
+
+def test_an_oci_layout_in_one_top_level_folder_lists_as_the_layout(layout, tmp_path):
+    path, _ = layout
+    tarball = tar_folder(path, tmp_path / "images.tar.zst", "zstd")
+    (bundle,) = read_package(tarball)
+    assert (bundle.member, bundle.format) == ("layout", "oci")
+    assert listed([bundle]) == listed([read_bundle(path)])
+    assert [c.destination for c in plan_copies(str(tarball))] == [
+        "team/app:v1",
+        "team/tool:v2",
+        "layout:v3",
+    ]
+
+
+def test_a_package_writes_out_each_bundle_alone_and_removes_it(package, tmp_path):
+    folder, _ = package
+    tarball = tar_folder(folder, tmp_path / "pkg.tar.xz", "xz")
+    inside = list(read_package(tarball))
+    work = tmp_path / "work"
+    work.mkdir()
+    logged: list[str] = []
+    stream = bundles.PackageStream(tarball, inside, work, logged.append)
+    try:
+        written = []
+        for bundle in inside:
+            local = stream.extract(bundle).path
+            assert len(list(work.iterdir())) == 1, "one bundle on disk at a time"
+            if bundle.format == "dir":
+                assert sorted(p.name for p in local.iterdir()) == sorted(
+                    p.name for p in (folder / "images" / "app:v1").iterdir()
+                )
+            else:
+                assert read_bundle(local).images == bundle.images
+            written.append(local.name)
+            stream.release(bundle)
+        assert list(work.iterdir()) == []
+    finally:
+        stream.close()
+    assert sorted(written) == ["bundle.tar", "dir", "layout", "layout"]
+    assert [line.split(" (")[0] for line in logged] == [f"unpacking {b.label}" for b in inside]
+
+
+def test_a_folder_without_images_says_so(tmp_path):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    (tmp_path / "empty" / "notes.txt").write_text("x")
+    with pytest.raises(BundleError, match="holds no image archive, OCI layout or skopeo dir"):
+        read_package(tmp_path / "empty")
+
+
+def test_a_bundle_whose_images_are_there_is_never_written_out(package, tmp_path):
+    """A package pushed again: the stream passes the bundles it need not unpack."""
+    folder, _ = package
+    tarball = tar_folder(folder, tmp_path / "pkg.tar.xz", "xz")
+    copies = plan_copies(str(tarball))
+    last = max(copies, key=lambda c: c.bundle.last_member if c.bundle else -1)
+    assert last.bundle is not None
+    work = tmp_path / "work"
+    work.mkdir()
+    logged: list[str] = []
+    sources = push._BundleSources(copies, str(work), logged.append)
+    try:
+        for copy in copies:
+            if copy is not last:
+                sources.release(copy)  # as push does for an image already there
+        resolved = sources.resolve(last)
+        assert resolved.error == ""
+        written = sources.streams[tarball].folders
+        assert list(written) == [last.bundle.member], "only the bundle being pushed"
+        sources.release(last)
+        assert list(work.iterdir()) == []
+    finally:
+        sources.close()
+    assert len(logged) == 1
