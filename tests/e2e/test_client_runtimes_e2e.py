@@ -9,6 +9,10 @@ run root, vfs) and reads exactly the printed `registries.conf`
 the printed `ca-crt`, given by `--cert-dir` as `/etc/containers/certs.d/<netloc>/`
 would give it.
 
+k3s and RKE2: the real containerd pulls with the hosts.toml files and config.toml login
+k3s writes from the printed `registries.yaml` (see `support/k3s.py`), the upstream
+stopped; a namespace's `rewrite` needs k3s's own containerd and is checked as text.
+
 Docker: dockerd cannot run in these tests (no Docker engine in Debian's test
 dependencies, and it would take over the host's networking), so its `daemon.json`
 is checked in the unit tests only.
@@ -22,9 +26,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from charm_context import tls_config, unit_state
-from support import oci, pki, skopeo
+from support import k3s, oci, pki, skopeo
+from support.containerd import Containerd
+from support.node import cri_registry
 from support.registry import RegistryProcess
 
 pytestmark = [
@@ -109,3 +116,59 @@ def test_podman_pulls_through_a_namespaced_mirror_with_only_the_printed_files(ct
     anonymous = podman(tmp_path, registries_conf, "pull", "--cert-dir", str(certs), image)
     assert anonymous.returncode != 0
     assert "unauthorized" in anonymous.stderr.lower(), anonymous.stderr
+
+
+def test_containerd_pulls_with_what_k3s_derives_from_the_printed_registries_yaml(
+    ctx, port, tmp_path
+):
+    """k3s writes hosts.toml files and config.toml logins from registries.yaml: so here."""
+    own_ca = pki.make_ca("site-ca")
+    state = ctx.run(
+        ctx.on.install(), unit_state(port, config={**tls_config(own_ca, "127.0.0.1"), **LOGIN})
+    )
+    registry = f"127.0.0.1:{port}"
+    layout = tmp_path / "layout"
+    digest = oci.build_image(layout, "team/app:1", layers=[oci.random_layer(16 * 1024, "k3s")])
+    with RegistryProcess() as upstream:
+        skopeo.copy(
+            oci.layout_ref(layout, "team/app:1"),
+            f"docker://{upstream.netloc}/team/app:1",
+            dest_tls_verify=False,
+        )
+        params = {"image": f"{upstream.netloc}/team/app:1", "source-tls-verify": False}
+        ctx.run(ctx.on.action("push", params=params), state)
+        assert ctx.action_results["outcome"] == "success"
+        upstream_netloc = upstream.netloc
+
+    params = {"mirror-of": upstream_netloc, "include-password": True}
+    ctx.run(ctx.on.action("client-config", params=params), state)
+    results = ctx.action_results
+    ca_file = tmp_path / "ca.crt"
+    ca_file.write_text(results["ca-crt"])
+    printed_ca = f"/etc/rancher/docker-registry/{registry}/ca.crt"
+    registries = yaml.safe_load(results["registries-yaml"].replace(printed_ca, str(ca_file)))
+    hosts_dir = tmp_path / "certs.d"
+    k3s.write_hosts_dir(registries, hosts_dir)
+    assert k3s.hosts_tomls(registries)[upstream_netloc].splitlines()[2:] == [
+        "",
+        f'[host."https://{registry}/v2"]',
+        '  capabilities = ["pull", "resolve"]',
+        f'  ca = ["{ca_file}"]',
+    ]
+
+    with Containerd(cri_registry=cri_registry(hosts_dir, k3s.cri_auth(registries))) as node:
+        mirrored = f"{upstream_netloc}/team/app:1"
+        node.cri.pull(mirrored)
+        assert node.cri.repo_digest(mirrored) == digest, "from the mirror: upstream is gone"
+        own = f"{registry}/team/app:1"
+        node.cri.pull(own)
+        assert node.cri.repo_digest(own) == digest
+
+    # A namespace is a rewrite, which k3s's containerd applies (Debian's has no rewrites).
+    params = {"mirror-of": upstream_netloc, "namespace": NAMESPACE}
+    ctx.run(ctx.on.action("client-config", params=params), state)
+    registries = yaml.safe_load(ctx.action_results["registries-yaml"])
+    assert k3s.hosts_tomls(registries)[upstream_netloc].splitlines()[-2:] == [
+        f'  [host."https://{registry}/v2".rewrite]',
+        f'    "^(.*)$" = "{NAMESPACE}/$1"',
+    ]
