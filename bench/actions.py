@@ -191,7 +191,7 @@ def measure(count: int, rounds: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="the images and rmi actions at scale")
     parser.add_argument("--counts", type=int, nargs="+", default=[500, 2000, 5000, 20000])
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()

@@ -15,6 +15,7 @@ import stat
 
 import ops
 import pytest
+from ops import testing
 from ops.model import _ModelBackend
 
 from actions.garbage_collect import counts_line
@@ -145,7 +146,7 @@ def test_rmi_of_5000_references_fits(ctx, port, machine, site, backend):
     references = [f"{name}:v1" for name in names[:4990]] + [
         f"{name}:gone" for name in names[4990:]
     ]
-    with pytest.raises(ops.testing.ActionFailed) as failed:
+    with pytest.raises(testing.ActionFailed) as failed:
         ctx.run(ctx.on.action("rmi", params={"image": " ".join(references)}), state)
     results = ctx.action_results
     assert results is not None
