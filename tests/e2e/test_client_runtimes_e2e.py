@@ -23,10 +23,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
+from ops import testing
 
 from charm_context import tls_config, unit_state
 from support import k3s, oci, pki, skopeo
@@ -64,31 +66,43 @@ def podman(tmp_path: Path, registries_conf: Path, *args: str) -> subprocess.Comp
     )
 
 
-def test_podman_pulls_through_a_namespaced_mirror_with_only_the_printed_files(ctx, port, tmp_path):
+@dataclass(frozen=True)
+class CarriedIn:
+    """A charm unit (TLS, a login) holding an upstream's image; the upstream is stopped."""
+
+    state: testing.State
+    registry: str
+    upstream: str
+    digest: str
+
+
+def carry_in(ctx, port: int, tmp_path: Path, namespace: str = "") -> CarriedIn:
+    """The site's operator pushes an upstream's team/app:1 into the unit (under `namespace`)."""
     own_ca = pki.make_ca("site-ca")
     state = ctx.run(
         ctx.on.install(), unit_state(port, config={**tls_config(own_ca, "127.0.0.1"), **LOGIN})
     )
-    registry = f"127.0.0.1:{port}"
     layout = tmp_path / "layout"
     digest = oci.build_image(layout, "team/app:1", layers=[oci.random_layer(16 * 1024, "app")])
-
     with RegistryProcess() as upstream:
         skopeo.copy(
             oci.layout_ref(layout, "team/app:1"),
             f"docker://{upstream.netloc}/team/app:1",
             dest_tls_verify=False,
         )
-        # The site's operator carries the upstream's image in, under a namespace.
         params = {
             "image": f"{upstream.netloc}/team/app:1",
-            "namespace": NAMESPACE,
+            "namespace": namespace,
             "source-tls-verify": False,
         }
         ctx.run(ctx.on.action("push", params=params), state)
         assert ctx.action_results["outcome"] == "success"
-        upstream_netloc = upstream.netloc
+    return CarriedIn(state, f"127.0.0.1:{port}", upstream.netloc, digest)
 
+
+def test_podman_pulls_through_a_namespaced_mirror_with_only_the_printed_files(ctx, port, tmp_path):
+    site = carry_in(ctx, port, tmp_path, NAMESPACE)
+    state, registry, upstream_netloc = site.state, site.registry, site.upstream
     params = {"mirror-of": upstream_netloc, "namespace": NAMESPACE, "include-password": True}
     ctx.run(ctx.on.action("client-config", params=params), state)
     results = ctx.action_results
@@ -109,7 +123,7 @@ def test_podman_pulls_through_a_namespaced_mirror_with_only_the_printed_files(ct
     inspected = podman(
         tmp_path, registries_conf, "image", "inspect", "--format", "{{.Digest}}", image
     )
-    assert inspected.stdout.strip() == digest, "the upstream's image, from the mirror"
+    assert inspected.stdout.strip() == site.digest, "the upstream's image, from the mirror"
 
     # Without the login the mirror refuses, and the upstream is gone: nothing to pull.
     podman(tmp_path, registries_conf, "rmi", image)
@@ -122,23 +136,13 @@ def test_containerd_pulls_with_what_k3s_derives_from_the_printed_registries_yaml
     ctx, port, tmp_path
 ):
     """k3s writes hosts.toml files and config.toml logins from registries.yaml: so here."""
-    own_ca = pki.make_ca("site-ca")
-    state = ctx.run(
-        ctx.on.install(), unit_state(port, config={**tls_config(own_ca, "127.0.0.1"), **LOGIN})
+    site = carry_in(ctx, port, tmp_path)
+    state, registry, upstream_netloc, digest = (
+        site.state,
+        site.registry,
+        site.upstream,
+        site.digest,
     )
-    registry = f"127.0.0.1:{port}"
-    layout = tmp_path / "layout"
-    digest = oci.build_image(layout, "team/app:1", layers=[oci.random_layer(16 * 1024, "k3s")])
-    with RegistryProcess() as upstream:
-        skopeo.copy(
-            oci.layout_ref(layout, "team/app:1"),
-            f"docker://{upstream.netloc}/team/app:1",
-            dest_tls_verify=False,
-        )
-        params = {"image": f"{upstream.netloc}/team/app:1", "source-tls-verify": False}
-        ctx.run(ctx.on.action("push", params=params), state)
-        assert ctx.action_results["outcome"] == "success"
-        upstream_netloc = upstream.netloc
 
     params = {"mirror-of": upstream_netloc, "include-password": True}
     ctx.run(ctx.on.action("client-config", params=params), state)
