@@ -182,7 +182,8 @@ def listing_results(listing: Listing, netloc: str, *, root: Path) -> dict:
     if next_offset is not None:
         results["next-offset"] = next_offset
     lines = [str(entry) for entry in listing.entries]
-    results.update(list_results("images", lines, root=root, action="images"))
+    hint = "offset and limit list fewer repositories at a time"
+    results.update(list_results("images", lines, root=root, action="images", next_hint=hint))
     return results
 
 

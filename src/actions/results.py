@@ -20,6 +20,8 @@ LIST_BUDGET = 64 * 1024
 """Bytes of one list result: half the argument limit, leaving room for the rest."""
 RESULTS_DIR = "var/lib/docker-registry-charm/action-results"
 """Under the unit's root: where lists too long for the results are written."""
+KEEP_FILES = 20
+"""Files kept there: the newest; older ones go as new ones come (the folder is ours)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ def write_list(root: Path, action: str, lines: Sequence[str]) -> Path:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as file:
         file.writelines(f"{line}\n" for line in lines)
+    for old in sorted(folder.glob("*.txt"), key=lambda p: p.stat().st_mtime)[:-KEEP_FILES]:
+        old.unlink(missing_ok=True)
     return path
 
 

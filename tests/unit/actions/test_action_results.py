@@ -19,7 +19,7 @@ from ops import testing
 from ops.model import _ModelBackend
 
 from actions.garbage_collect import counts_line
-from actions.results import LIST_BUDGET, fit_lines
+from actions.results import KEEP_FILES, LIST_BUDGET, RESULTS_DIR, fit_lines, write_list
 from charm_context import unit_state
 
 REPOSITORIES = 20_000
@@ -105,6 +105,7 @@ def test_images_of_20000_repositories_fit_and_the_rest_is_in_a_file(
     shown = results["images"].splitlines()
     assert len(results["images"].encode()) <= LIST_BUDGET
     assert results["images-cut"].startswith(f"showing the first {len(shown)} of 60000 lines")
+    assert results["images-cut"].endswith("offset and limit list fewer repositories at a time")
     path = results["images-file"]
     assert path.startswith(str(machine.root)), "on the unit"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
@@ -162,6 +163,13 @@ def test_rmi_of_5000_references_fits(ctx, port, machine, site, backend):
     assert len(deleted) == 4990
     assert "failed-cut" not in results, "10 reasons fit"
     assert site.repositories[names[0]] == ["v2", "latest"]
+
+
+def test_only_the_newest_list_files_are_kept(tmp_path):
+    paths = [write_list(tmp_path, f"images-{i}", ["a"]) for i in range(KEEP_FILES + 5)]
+    kept = sorted((tmp_path / RESULTS_DIR).iterdir())
+    assert len(kept) == KEEP_FILES
+    assert paths[-1] in kept
 
 
 def test_fit_lines_counts_bytes_not_characters():
