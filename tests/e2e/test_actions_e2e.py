@@ -230,6 +230,9 @@ def test_images_rmi_and_garbage_collect_match_the_disk(ctx, machine, port, sourc
     ctx.run(ctx.on.action("rmi", params={"image": f"127.0.0.1:{port}/base/alpha:v1"}), state)
     assert ctx.action_results["raw"] == f"deleted base/alpha@{digests['base/alpha']}"
     assert tags_on_disk(machine.root) == {"base/beta:v1", "gamma:v1"}
+    ctx.run(ctx.on.action("images", params={}), state)
+    assert set(ctx.action_results["images"].splitlines()) == {"base/beta:v1", "gamma:v1"}
+    assert ctx.action_results["empty-repositories"] == 1, "base/alpha: still in the catalog"
 
     alpha_layer = blob_on_disk(machine.root, unique_layer(layout, "base/alpha"))
     beta_manifest = blob_on_disk(machine.root, digests["base/beta"])
