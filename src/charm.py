@@ -605,16 +605,21 @@ class DockerRegistryCharm(ops.CharmBase):
         params = event.load_params(images.ImagesParams)
         client = RegistryClient(self._local_access(plan))
         try:
-            entries = images.list_images(
+            listing = images.list_images(
                 client,
                 repository=params.repository,
                 digests=params.digests,
                 own_netlocs=self._own_netlocs(plan),
+                offset=params.offset,
+                limit=params.limit,
             )
         except (images.ImagesError, RegistryAPIError) as e:
             event.fail(f"Cannot list images: {e}")
             return
-        event.set_results(images.list_results(entries, plan.netloc))
+        finally:
+            client.close()
+        root = self.registry.machine.root
+        event.set_results(images.listing_results(listing, plan.netloc, root=root))
 
     def _on_rmi_action(self, event: ops.ActionEvent) -> None:
         from actions import images
@@ -623,13 +628,18 @@ class DockerRegistryCharm(ops.CharmBase):
         plan = self._serving(event)
         if plan is None:
             return
-        deletions = images.delete_images(
-            RegistryClient(self._local_access(plan)),
-            event.load_params(images.RmiParams).image.split(),
-            own_netlocs=self._own_netlocs(plan),
-            log=event.log,
-        )
-        self._report(event, *images.delete_results(deletions))
+        client = RegistryClient(self._local_access(plan))
+        try:
+            deletions = images.delete_images(
+                client,
+                event.load_params(images.RmiParams).image.split(),
+                own_netlocs=self._own_netlocs(plan),
+                log=event.log,
+            )
+        finally:
+            client.close()
+        root = self.registry.machine.root
+        self._report(event, *images.delete_results(deletions, root=root))
 
     def _on_garbage_collect_action(self, event: ops.ActionEvent) -> None:
         from actions.garbage_collect import (

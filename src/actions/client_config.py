@@ -2,10 +2,13 @@
 
 The `client-config` action prints it: containerd `hosts.toml` files (the
 registry itself, and the registry as a mirror of upstream hosts, at its root
-or under a namespace), Docker's `daemon.json` when the registry serves plain
-HTTP, a Docker `config.json`, the containerd `config.toml` credentials
-snippet, and the two lists the containerd charm's `custom_registries` option
-takes (for nodes related to this registry, and for nodes that are not).
+or under a namespace), k3s/RKE2 `registries.yaml` (a namespace is a
+`rewrite`), CRI-O/podman `registries.conf` (v2; a namespace is the mirror's
+location) with its `auth.json`, Docker's `daemon.json` (plain HTTP, and
+docker.io's mirror when at the registry's root), a Docker `config.json`,
+the containerd `config.toml` credentials snippet, and the two lists the
+containerd charm's `custom_registries` option takes (for nodes related to
+this registry, and for nodes that are not).
 Everything comes from the plan (`netloc`, `url`, the CA, the mirrors), so
 clients are told what the registry really serves. The password is printed
 only when the operator asks for it (`include-password=true`).
@@ -33,6 +36,10 @@ from state.mirrors import HOST
 from state.plan import RegistryPlan
 
 DEFAULT_HOSTS_DIR = "/etc/containerd/certs.d"
+# Where registries-yaml (k3s, RKE2) expects the CA: a folder of ours under /etc/rancher.
+RANCHER_CA_DIR = "/etc/rancher/docker-registry"
+# Where CRI-O, podman and skopeo look for a registry's CA on their own.
+CONTAINERS_CERTS_DIR = "/etc/containers/certs.d"
 # containerd's own default endpoint for docker.io images.
 KNOWN_SERVERS = {"docker.io": "https://registry-1.docker.io"}
 # A repository path as the registry accepts it (distribution's reference grammar).
@@ -63,6 +70,8 @@ class HostsEntry:
     endpoint: str
     mirror: bool
     override_path: bool = False
+    namespace: str = ""
+    """The repository path under which the registry serves `host`'s images ("": its root)."""
 
 
 def parse_mirror_of(value: str) -> list[str]:
@@ -113,7 +122,12 @@ def _entries(plan: RegistryPlan, mirror_of: list[str], namespace: str) -> list[H
         if not (namespace and host in asked):
             entries.append(
                 HostsEntry(
-                    host, upstream_url, f"{plan.url}/v2/{host}", mirror=True, override_path=True
+                    host,
+                    upstream_url,
+                    f"{plan.url}/v2/{host}",
+                    mirror=True,
+                    override_path=True,
+                    namespace=host,
                 )
             )
     for host in asked:
@@ -125,6 +139,7 @@ def _entries(plan: RegistryPlan, mirror_of: list[str], namespace: str) -> list[H
                     f"{plan.url}/v2/{namespace}",
                     mirror=True,
                     override_path=True,
+                    namespace=namespace,
                 )
             )
         elif host not in mirrored:
@@ -175,12 +190,34 @@ def render(
             _unrelated_registries(plan, entries, include_password=password)
         ),
     }
-    if plan.tls is None:
-        results["docker-daemon-json"] = json.dumps({"insecure-registries": [plan.netloc]})
+    if ca_pem:
+        results["ca-crt"] = ca_pem
+    username = plan.basic_auth.user if plan.basic_auth else None
+    secret = plan.basic_auth.password if plan.basic_auth and password else None
+    mirrors = [entry for entry in entries if entry.mirror]
+    results["registries-yaml"] = templates.get_template("registries.yaml.j2").render(
+        netloc=plan.netloc,
+        url=plan.url,
+        mirrors=mirrors,
+        ca=posixpath.join(RANCHER_CA_DIR, plan.netloc, "ca.crt") if ca_pem else None,
+        username=username,
+        password=secret,
+    )
+    results["registries-conf"] = templates.get_template("registries.conf.j2").render(
+        netloc=plan.netloc,
+        mirrors=mirrors,
+        ca=posixpath.join(CONTAINERS_CERTS_DIR, plan.netloc, "ca.crt") if ca_pem else None,
+        insecure=plan.tls is None,
+    )
+    daemon = _docker_daemon(plan, entries)
+    if daemon:
+        results["docker-daemon-json"] = json.dumps(daemon)
     if plan.basic_auth:
         results["docker-config-json"] = json.dumps(
             _docker_config(plan, include_password=password), indent=2
         )
+        # containers-auth.json(5) is Docker's config.json format: one login, two names.
+        results["containers-auth-json"] = results["docker-config-json"]
         results["containerd-auth-toml"] = templates.get_template("containerd-auth.toml.j2").render(
             netloc=plan.netloc,
             username=plan.basic_auth.user,
@@ -225,6 +262,20 @@ def _unrelated_registries(
         if credentials:
             own.append({"host": "", "url": plan.netloc, **credentials})
     return own + _related_registries(entries)
+
+
+def _docker_daemon(plan: RegistryPlan, entries: list[HostsEntry]) -> dict[str, list[str]]:
+    """Docker's `daemon.json`: plain HTTP allowed, and this registry as docker.io's mirror.
+
+    Docker takes mirrors for docker.io only, and only at a registry's root
+    (no path): a namespaced mirror cannot be given to it.
+    """
+    daemon: dict[str, list[str]] = {}
+    if plan.tls is None:
+        daemon["insecure-registries"] = [plan.netloc]
+    if any(e.mirror and e.host == "docker.io" and not e.namespace for e in entries):
+        daemon["registry-mirrors"] = [plan.url]
+    return daemon
 
 
 def _docker_config(plan: RegistryPlan, *, include_password: bool) -> dict:

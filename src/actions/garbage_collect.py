@@ -9,6 +9,7 @@ collection fails.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -122,8 +123,21 @@ def run_garbage_collect(registry: Registry, config_path: Path, *, delete_untagge
     if done.returncode != 0:
         reason = output[0] if output else f"exit status {done.returncode}"
         raise GarbageCollectError(f"docker-registry garbage-collect failed: {reason}")
-    summaries = [line for line in output if "eligible for deletion" in line]
-    return summaries[-1].strip() if summaries else ""
+    return counts_line(output)
+
+
+# The registry's closing line, e.g. "2502 blobs marked, 2500 blobs and 0 manifests
+# eligible for deletion"; every blob it deletes has a line saying so too.
+_COUNTS = re.compile(r"\d+ blobs marked, \d+ blobs and \d+ manifests eligible for deletion")
+
+
+def counts_line(output: list[str]) -> str:
+    """The registry's counts line from garbage-collect's output; empty if it printed none."""
+    for line in reversed(output):
+        match = _COUNTS.search(line)
+        if match:
+            return match.group(0)
+    return ""
 
 
 def storage_size(data_dir: Path | None) -> int | None:

@@ -6,8 +6,10 @@ to dial, the name to verify TLS against (one the registry's certificate
 carries, so TLS is verified, not skipped), which CA to trust, and the
 basic-auth credentials. `RegistryClient` lists the catalog and tags
 (following pagination), resolves tags to manifest digests and deletes
-manifests. It uses http.client, which never reads proxy variables: calls to
-our own registry never go through the model's proxy.
+manifests, over one keep-alive connection: a site's registry holds tens of
+thousands of repositories, and a connection (a TLS handshake) per request
+would double the time to list them. It uses http.client, which never reads
+proxy variables: calls to our own registry never go through the model's proxy.
 """
 
 from __future__ import annotations
@@ -171,12 +173,24 @@ class _LoopbackHTTPSConnection(http.client.HTTPSConnection):
         self.sock = self._ssl_context.wrap_socket(sock, server_hostname=self._tls_name)
 
 
+# Distribution walks its storage tree from the start for every catalog page,
+# so listing costs pages x repositories: 1,000 a page keeps it near linear.
+CATALOG_PAGE = 1000
+
+
 class RegistryClient:
-    """Calls to the registry API on this unit, one connection per request."""
+    """Calls to the registry API on this unit, reusing one connection."""
 
     def __init__(self, access: LocalAccess, timeout: float = TIMEOUT):
         self.access = access
         self.timeout = timeout
+        self._open: http.client.HTTPConnection | None = None
+
+    def close(self) -> None:
+        """Close the kept-alive connection (the next request opens another)."""
+        if self._open is not None:
+            self._open.close()
+            self._open = None
 
     def _connection(self) -> http.client.HTTPConnection:
         if not self.access.tls:
@@ -197,18 +211,33 @@ class RegistryClient:
             auth = self.access.credentials
             token = base64.b64encode(f"{auth.user}:{auth.password}".encode()).decode()
             headers["Authorization"] = f"Basic {token}"
-        connection = self._connection()
+        reused = self._open is not None
         try:
-            connection.request(method, path, headers=headers)
-            response = connection.getresponse()
-            body = response.read()
+            response, body = self._exchange(method, path, headers)
         except (OSError, http.client.HTTPException) as e:
-            raise RegistryAPIError(f"cannot reach the registry: {e}") from None
-        finally:
-            connection.close()
+            # The registry may close a kept-alive connection between requests
+            # (idle timeout, restart): then once more on a new one.
+            self.close()
+            if not reused:
+                raise RegistryAPIError(f"cannot reach the registry: {e}") from None
+            try:
+                response, body = self._exchange(method, path, headers)
+            except (OSError, http.client.HTTPException) as e:
+                self.close()
+                raise RegistryAPIError(f"cannot reach the registry: {e}") from None
         if response.status >= 400:
             raise _api_error(method, path, response.status, body)
         return response.status, response.headers, body
+
+    def _exchange(
+        self, method: str, path: str, headers: dict[str, str]
+    ) -> tuple[http.client.HTTPResponse, bytes]:
+        """Send on the kept-alive connection (opening it if needed); read the whole answer."""
+        if self._open is None:
+            self._open = self._connection()
+        self._open.request(method, path, headers=headers)
+        response = self._open.getresponse()
+        return response, response.read()
 
     def _paginated(self, path: str, key: str) -> list[str]:
         """Follow `Link: <...>; rel="next"` until the last page."""
@@ -221,7 +250,7 @@ class RegistryClient:
             next_path = _path_only(match.group(1)) if match else None
         return items
 
-    def catalog(self, page_size: int = 100) -> list[str]:
+    def catalog(self, page_size: int = CATALOG_PAGE) -> list[str]:
         """Every repository, in the registry's (lexical) order."""
         return self._paginated(f"/v2/_catalog?n={page_size}", "repositories")
 

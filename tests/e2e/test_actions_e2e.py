@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -229,6 +230,9 @@ def test_images_rmi_and_garbage_collect_match_the_disk(ctx, machine, port, sourc
     ctx.run(ctx.on.action("rmi", params={"image": f"127.0.0.1:{port}/base/alpha:v1"}), state)
     assert ctx.action_results["raw"] == f"deleted base/alpha@{digests['base/alpha']}"
     assert tags_on_disk(machine.root) == {"base/beta:v1", "gamma:v1"}
+    ctx.run(ctx.on.action("images", params={}), state)
+    assert set(ctx.action_results["images"].splitlines()) == {"base/beta:v1", "gamma:v1"}
+    assert ctx.action_results["empty-repositories"] == 1, "base/alpha: still in the catalog"
 
     alpha_layer = blob_on_disk(machine.root, unique_layer(layout, "base/alpha"))
     beta_manifest = blob_on_disk(machine.root, digests["base/beta"])
@@ -237,6 +241,10 @@ def test_images_rmi_and_garbage_collect_match_the_disk(ctx, machine, port, sourc
     launches = machine.launches["docker-registry"]
     ctx.run(ctx.on.action("garbage-collect", params={"delete-untagged": True}), state)
     assert ctx.action_results["bytes-freed"] > 32 * 1024
+    assert re.fullmatch(
+        r"\d+ blobs marked, [1-9]\d* blobs and 1 manifests eligible for deletion",
+        ctx.action_results["summary"],
+    ), "the registry's counts line, not a per-blob line"
     assert not alpha_layer.exists()
     assert not beta_manifest.exists(), "the untagged manifest was collected"
     assert any("read-only" in line for line in ctx.action_logs)

@@ -35,12 +35,24 @@ params = st.one_of(
         st.just("client-config"),
         st.fixed_dictionaries(
             {"mirror-of": st.one_of(st.just(""), hostile_text, references)},
-            optional={"hosts-dir": st.one_of(hostile_text, st.just("/etc/containerd/certs.d"))},
+            optional={
+                "hosts-dir": st.one_of(hostile_text, st.just("/etc/containerd/certs.d")),
+                "namespace": references,
+                "include-password": st.booleans(),
+            },
         ),
     ),
     st.tuples(
         st.just("images"),
-        st.fixed_dictionaries({}, optional={"repository": references, "digests": st.booleans()}),
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "repository": references,
+                "digests": st.booleans(),
+                "offset": st.integers(-2, 3),
+                "limit": st.integers(-2, 3),
+            },
+        ),
     ),
     st.tuples(st.just("rmi"), st.fixed_dictionaries({"image": references})),
     st.tuples(

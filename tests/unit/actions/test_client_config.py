@@ -6,6 +6,7 @@ import base64
 import json
 
 import pytest
+import yaml
 from ops import testing
 
 from charm_context import unit_state
@@ -82,7 +83,10 @@ def test_plain_http_with_basic_auth_keeps_the_password_out(ctx, port):
     netloc = f"127.0.0.1:{port}"
     results = client_config(ctx, unit_state(port, config=AUTH), **{"mirror-of": "docker.io"})
     assert PASSWORD not in json.dumps(results)
-    assert json.loads(results["docker-daemon-json"]) == {"insecure-registries": [netloc]}
+    assert json.loads(results["docker-daemon-json"]) == {
+        "insecure-registries": [netloc],
+        "registry-mirrors": [f"http://{netloc}"],
+    }
     assert json.loads(results["docker-config-json"]) == {"auths": {netloc: {"username": "alice"}}}
     assert json.loads(results["custom-registries-unrelated"]) == [
         {"host": netloc, "url": f"http://{netloc}"},
@@ -156,3 +160,78 @@ def test_bad_params_fail_naming_the_param(ctx, port, params, message):
     with pytest.raises(testing.ActionFailed) as failed:
         client_config(ctx, unit_state(port), **params)
     assert failed.value.message == message
+
+
+# registries.yaml's fields as k3s and RKE2 document them (docs.k3s.io, "Private Registry
+# Configuration"): mirrors with endpoint and rewrite; configs with auth and tls.
+K3S_MIRROR_FIELDS = {"endpoint", "rewrite"}
+K3S_CONFIG_FIELDS = {"auth", "tls"}
+K3S_AUTH_FIELDS = {"username", "password", "auth", "identity_token"}
+K3S_TLS_FIELDS = {"cert_file", "key_file", "ca_file", "insecure_skip_verify"}
+
+
+def check_k3s_fields(registries: dict) -> None:
+    assert set(registries) <= {"mirrors", "configs"}
+    for mirror in registries["mirrors"].values():
+        assert set(mirror) <= K3S_MIRROR_FIELDS
+        assert all(isinstance(url, str) for url in mirror["endpoint"])
+    for config in registries.get("configs", {}).values():
+        assert set(config) <= K3S_CONFIG_FIELDS
+        assert set(config.get("auth", {})) <= K3S_AUTH_FIELDS
+        assert set(config.get("tls", {})) <= K3S_TLS_FIELDS
+
+
+def test_k3s_registries_yaml_rewrites_a_namespace_and_carries_login_and_ca(ctx, port):
+    netloc = f"127.0.0.1:{port}"
+    state = unit_state(port, config={**TLS, **AUTH})
+    params = {"mirror-of": "gcr.io somehost.io", "namespace": "test-namespace"}
+    results = client_config(ctx, state, **params)
+    registries = yaml.safe_load(results["registries-yaml"])
+    check_k3s_fields(registries)
+    namespaced = {"endpoint": [f"https://{netloc}"], "rewrite": {"^(.*)$": "test-namespace/$1"}}
+    assert registries["mirrors"] == {
+        netloc: {"endpoint": [f"https://{netloc}"]},
+        "gcr.io": namespaced,
+        "somehost.io": namespaced,
+    }
+    ca_file = f"/etc/rancher/docker-registry/{netloc}/ca.crt"
+    assert registries["configs"] == {
+        netloc: {"auth": {"username": "alice"}, "tls": {"ca_file": ca_file}}
+    }
+    assert results["ca-crt"] == CA.cert_pem.decode()
+    assert PASSWORD not in json.dumps(results)
+
+    results = client_config(ctx, state, **params, **{"include-password": True})
+    registries = yaml.safe_load(results["registries-yaml"])
+    assert registries["configs"][netloc]["auth"] == {"username": "alice", "password": PASSWORD}
+
+
+def test_registries_conf_mirrors_each_host_at_the_namespace(ctx, port):
+    tomllib = pytest.importorskip("tomllib")
+    netloc = f"127.0.0.1:{port}"
+    mirrors = "ghcr.io: https://ghcr.io\n"
+    state = unit_state(port, config={"cache-mirrors": mirrors, **AUTH})
+    results = client_config(ctx, state, **{"mirror-of": "gcr.io, docker.io", "namespace": "air"})
+    conf = tomllib.loads(results["registries-conf"])
+    mirror = {"location": f"{netloc}/air", "insecure": True}
+    assert conf["registry"] == [
+        {"prefix": netloc, "location": netloc, "insecure": True},
+        {
+            "prefix": "ghcr.io",
+            "location": "ghcr.io",
+            "mirror": [{**mirror, "location": f"{netloc}/ghcr.io"}],
+        },
+        {"prefix": "gcr.io", "location": "gcr.io", "mirror": [mirror]},
+        {"prefix": "docker.io", "location": "docker.io", "mirror": [mirror]},
+    ]
+    assert results["containers-auth-json"] == results["docker-config-json"]
+    daemon = json.loads(results["docker-daemon-json"])
+    assert daemon == {"insecure-registries": [netloc]}, "Docker takes no namespaced mirror"
+
+
+def test_docker_daemon_json_names_a_root_mirror_of_docker_io(ctx, port):
+    netloc = f"127.0.0.1:{port}"
+    results = client_config(ctx, unit_state(port, config=TLS), **{"mirror-of": "docker.io"})
+    assert json.loads(results["docker-daemon-json"]) == {"registry-mirrors": [f"https://{netloc}"]}
+    results = client_config(ctx, unit_state(port, config=TLS), **{"mirror-of": "gcr.io"})
+    assert "docker-daemon-json" not in results

@@ -201,7 +201,10 @@ def test_client_config_plain_http(ctx, port):
     state = ctx.run(ctx.on.config_changed(), unit_state(port))
     results = client_config(ctx, state, **{"mirror-of": "docker.io"})
     netloc = f"127.0.0.1:{port}"
-    assert json.loads(results["docker-daemon-json"]) == {"insecure-registries": [netloc]}
+    assert json.loads(results["docker-daemon-json"]) == {
+        "insecure-registries": [netloc],
+        "registry-mirrors": [f"http://{netloc}"],
+    }
     assert results["hosts-toml"].splitlines()[3:] == [
         'server = "https://registry-1.docker.io"',
         "",
