@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import ops
 
 from relations import cert_provider, docker_registry, peer, website
+from state.access import RelationCredential
 from state.config import CharmConfig, InvalidConfigError, secret_uris
 from state.front import SERVICE_TEMPLATE
 from state.plan import (
@@ -83,6 +84,8 @@ class DockerRegistryCharm(ops.CharmBase):
             on[peer.ENDPOINT].relation_departed,
             on[docker_registry.ENDPOINT].relation_joined,
             on[docker_registry.ENDPOINT].relation_changed,
+            # Revokes the relation's credential on every unit, in this hook.
+            on[docker_registry.ENDPOINT].relation_broken,
             on[website.ENDPOINT].relation_joined,
             on[website.ENDPOINT].relation_changed,
             on[website.ENDPOINT].relation_departed,
@@ -164,6 +167,11 @@ class DockerRegistryCharm(ops.CharmBase):
                 contents[uri] = None
         return contents
 
+    @functools.cached_property
+    def relation_credentials(self) -> dict[int, RelationCredential]:
+        """Each docker-registry relation's pull-only credential (the leader makes them)."""
+        return docker_registry.credentials(self)
+
     def _plan_registry(
         self,
         config: CharmConfig,
@@ -172,6 +180,7 @@ class DockerRegistryCharm(ops.CharmBase):
         *,
         maintenance: bool,
     ) -> RegistryPlan:
+        access = config.access(self.relation_credentials, self.registry.charm_password())
         return plan_registry(
             PlanInputs(
                 config,
@@ -187,6 +196,8 @@ class DockerRegistryCharm(ops.CharmBase):
                 maintenance=maintenance,
                 client_auth=config.tls_client_auth == "on"
                 or (config.tls_client_auth == "" and self._stored.established_client_auth),
+                access=access,
+                password_hashes=self.registry.password_hashes(access),
             )
         )
 
@@ -289,7 +300,7 @@ class DockerRegistryCharm(ops.CharmBase):
         if not isinstance(desired, RegistryPlan):
             return
         self.unit.set_ports(*desired.ports)
-        docker_registry.publish(self, desired)
+        docker_registry.publish(self, desired, self.relation_credentials)
         website.publish(
             self,
             port=desired.port,
