@@ -574,8 +574,8 @@ def parse_users(
     """
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return (), ["the key users is not valid YAML"]
+    except (yaml.YAMLError, RecursionError):
+        return (), ["the key users is not valid YAML (or nests too deep)"]
     if not isinstance(data, dict) or not data:
         return (), ["the key users must be a YAML mapping of user names to {password, role}"]
     users: list[User] = []
