@@ -185,3 +185,19 @@ def test_actions_keep_full_rights_with_the_charms_own_credential(ctx, machine, p
     ), "past the front: the registry answers"
     ctx.run(ctx.on.action("images"), state)
     assert ctx.action_results is not None
+
+
+def test_a_bad_users_secret_blocks_naming_the_user_and_keeps_the_last_good_set(ctx, port):
+    good = testing.Secret({"users": "ci:\n  password: ci-pw\n  role: push\n  prefix: team-a/\n"})
+    state = unit_state(port, config={**ADMIN, "auth-users": good.id}, secrets=[good])
+    state = ctx.run(ctx.on.config_changed(), state)
+    assert state.unit_status.name == "active"
+    assert call(port, "POST", "/v2/team-a/app/blobs/uploads/", ("ci", "ci-pw"))[0] == 202
+    assert call(port, "POST", "/v2/team-b/app/blobs/uploads/", ("ci", "ci-pw"))[0] == 403
+    content = {"users": "ci:\n  password: other-pw\n  role: root\n"}
+    bad = dataclasses.replace(good, tracked_content=content, latest_content=content)
+    state = ctx.run(ctx.on.secret_changed(bad), dataclasses.replace(state, secrets=[bad]))
+    assert state.unit_status == testing.BlockedStatus(
+        "Invalid charm config: auth-users: user 'ci': role must be one of pull, push, admin"
+    )
+    assert call(port, "POST", "/v2/team-a/app/blobs/uploads/", ("ci", "ci-pw"))[0] == 202
