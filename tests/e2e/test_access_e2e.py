@@ -17,9 +17,11 @@ import pytest
 import yaml
 from ops import testing
 
-from charm_context import unit_state, with_config
-from support import oci, skopeo
+from charm_context import unit_state, with_config, with_relation
+from support import oci, pki, skopeo
 from support._proc import CommandError
+from tls_providers import answered as tls_answered
+from tls_providers import current_provider_answer
 
 pytestmark = pytest.mark.e2e
 
@@ -133,3 +135,40 @@ def test_anonymous_pulls_only_with_the_option(ctx, port, image):
     with pytest.raises(CommandError, match=r"401|unauthorized"):
         push(image, port, "public/app:v2", None)
     push(image, port, "public/app:v2", ADMIN)
+
+
+def test_mutual_tls_from_a_provider_with_a_relation_credential(ctx, port, image, tmp_path):
+    """TLS from cert-provider, client certificates required: the front checks both."""
+    ca = pki.make_ca("provider-ca")
+    tls = testing.Relation("cert-provider", remote_app_name="self-signed-certificates")
+    relation = testing.Relation("docker-registry", remote_app_name="containerd")
+    config = {**CONFIG, "tls-client-auth": "on"}
+    state = unit_state(
+        port, config=config, relations=[testing.PeerRelation("peer"), tls, relation]
+    )
+    state = ctx.run(ctx.on.relation_created(tls), state)
+    answer = current_provider_answer(state.get_relation(tls.id).local_unit_data, ca)
+    answered = tls_answered(state.get_relation(tls.id), remote_app_data=answer)
+    state = ctx.run(
+        ctx.on.relation_changed(answered, remote_unit=0), with_relation(state, answered)
+    )
+    assert state.unit_status.name == "active", state.unit_status
+    node = relation_credential(state, relation)
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "ca.crt").write_bytes(ca.cert_pem)
+    cert, key = pki.issue(ca, "node-0", ["node-0"])
+    (certs / "node.cert").write_bytes(cert)
+    (certs / "node.key").write_bytes(key)
+    layout, digest = image
+    ref = f"docker://127.0.0.1:{port}/secure/app"
+    skopeo.copy(oci.layout_ref(layout, "v1"), f"{ref}:v1", dest_creds=creds(ADMIN),
+                dest_cert_dir=certs)  # fmt: skip
+    assert skopeo.inspect_digest(f"{ref}:v1", creds=creds(node), cert_dir=certs) == digest
+    with pytest.raises(CommandError, match=r"403|denied"):
+        skopeo.copy(oci.layout_ref(layout, "v1"), f"{ref}:v2", dest_creds=creds(node),
+                    dest_cert_dir=certs)  # fmt: skip
+    # The actions pass with the charm's own client certificate and credential.
+    ctx.run(ctx.on.action("images"), state)
+    assert ctx.action_results is not None
+    assert "secure/app" in json.dumps(ctx.action_results)
