@@ -201,3 +201,36 @@ def test_a_bad_users_secret_blocks_naming_the_user_and_keeps_the_last_good_set(c
         "Invalid charm config: auth-users: user 'ci': role must be one of pull, push, admin"
     )
     assert call(port, "POST", "/v2/team-a/app/blobs/uploads/", ("ci", "ci-pw"))[0] == 202
+
+
+def test_a_refreshed_unit_moves_each_relation_to_its_credential_and_the_old_one_keeps_pulling(
+    machine, port
+):
+    """Before: every node held the admin. A follower that cannot read the new one yet keeps it."""
+    old = {"basic_user": '"admin"', "basic_password": '"admin-pw"'}
+    relation = testing.Relation("docker-registry", remote_app_name="containerd",
+                                local_unit_data=old)  # fmt: skip
+    peer = testing.PeerRelation("peer", peers_data={0: {"ingress-address": "127.0.0.1"}})
+    follower = charm_context(machine, unit_id=1)
+    http = testing.Secret({"http-secret": "shared"}, label=SECRET_LABEL)
+    state = unit_state(
+        port,
+        leader=False,
+        config=ADMIN,
+        relations=[dataclasses.replace(peer, local_app_data={SECRET_ID_KEY: http.id}), relation],
+        secrets=[http],
+    )
+    state = follower.run(follower.on.upgrade_charm(), state)
+    bag = state.get_relation(relation.id).local_unit_data
+    assert (bag["basic_user"], bag["basic_password"]) == (old["basic_user"], old["basic_password"])
+    assert call(port, "GET", "/v2/", ("admin", "admin-pw"))[0] == 200
+    machine.close()
+    leader = charm_context(machine, unit_id=1)  # elected after the refresh
+    owned = [dataclasses.replace(http, owner="app")]
+    state = leader.run(
+        leader.on.upgrade_charm(), dataclasses.replace(state, leader=True, secrets=owned)
+    )
+    new = credential(state, relation)
+    assert new[0] == f"juju-containerd-{relation.id}"
+    assert call(port, "GET", "/v2/", new)[0] == 200
+    assert call(port, "GET", "/v2/", ("admin", "admin-pw"))[0] == 200, "nodes not yet restarted"
