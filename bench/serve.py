@@ -9,9 +9,12 @@ process on loopback with its own config, serves the registry's own blob files
 from the unit's storage under the same URLs, with sendfile; it listens four
 times: plain, basic auth (the registry's htpasswd: the same bcrypt cost per
 request), TLS and TLS with auth (the registry's certificate). The unit is
-reconfigured in turn as plain, basic auth, TLS, TLS + auth, and behind its
-haproxy front (`cache-mirrors` set), and ApacheBench (`ab -k`, keep-alive, one
-process for every client, as heavy for either server) measures for each:
+reconfigured in turn as plain, basic auth, TLS, TLS + auth, behind its
+haproxy front (`cache-mirrors` set), and with a `docker-registry` relation
+whose pull-only credential the client uses ("pull-only", "TLS + pull-only":
+the haproxy front checks it; compared with nginx's basic auth), and
+ApacheBench (`ab -k`, keep-alive, one process for every client, as heavy for
+either server) measures for each:
 
 - blob MB/s with 1, 4 and 16 clients, as a ratio to nginx in the same mode
   (the front against plain nginx);
@@ -73,6 +76,13 @@ MANIFEST_CLIENTS = 4
 REPOSITORY = "bench/app"
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 FRONT_OVER_TCP = "front over TCP (not shipped)"
+NGINX_VARIANT = {
+    "front": "plain",
+    FRONT_OVER_TCP: "plain",
+    "pull-only": "basic auth",
+    "TLS + pull-only": "TLS + auth",
+}
+"""The nginx mode each variant is compared with (its own name otherwise)."""
 
 NGINX_CONF = """\
 daemon off;
@@ -114,6 +124,8 @@ class Endpoint:
     scheme: str
     port: int
     auth: bool
+    login: tuple[str, str] = (USER, PASSWORD)
+    """The credential sent when `auth` (a relation's own for the pull-only variants)."""
 
     def url(self, path: str) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}{path}"
@@ -131,7 +143,7 @@ def ab(
     argv = ["ab", "-k", "-q", "-c", str(clients), "-t", str(seconds), "-n", "10000000"]
     argv += ["-H", f"Accept: {accept}"]
     if endpoint.auth:
-        argv += ["-A", f"{USER}:{PASSWORD}"]
+        argv += ["-A", ":".join(endpoint.login)]
     cpu, idle = cpu_seconds(server), idle_ticks()
     out = subprocess.run(
         [*argv, endpoint.url(path)], capture_output=True, text=True, check=True
@@ -218,7 +230,10 @@ class Unit:
             "TLS": (tls, Endpoint("https", self.port, auth=False)),
             "TLS + auth": ({**tls, **auth}, Endpoint("https", self.port, auth=True)),
             "front": (mirrors, Endpoint("http", self.port, auth=False)),
+            "pull-only": (auth, Endpoint("http", self.port, auth=True)),
+            "TLS + pull-only": ({**tls, **auth}, Endpoint("https", self.port, auth=True)),
         }
+        self.relation = testing.Relation("docker-registry", remote_app_name="containerd")
         self.state = self.ctx.run(self.ctx.on.install(), unit_state(self.port))
         self.base = dict(self.state.config)
         self.current = ("plain", False)
@@ -226,12 +241,19 @@ class Unit:
     def serve(self, variant: str, debug_server: bool = False) -> Endpoint:
         """Reconfigure the unit as `variant`, with its debug server (metrics, pprof) if asked."""
         config, endpoint = self.configs[variant]
+        related = variant.endswith("pull-only")
         if (variant, debug_server) != self.current:
             config = {**self.base, **config, "prometheus-metrics": debug_server}
-            state = dataclasses.replace(self.state, config=config)
+            others = [r for r in self.state.relations if r.endpoint != "docker-registry"]
+            relations = [*others, self.relation] if related else others
+            state = dataclasses.replace(self.state, config=config, relations=relations)
             self.state = self.ctx.run(self.ctx.on.config_changed(), state)
             assert isinstance(self.state.unit_status, testing.ActiveStatus), self.state.unit_status
             self.current = (variant, debug_server)
+        if related:
+            bag = self.state.get_relation(self.relation.id).local_unit_data
+            login = (json.loads(bag["basic_user"]), json.loads(bag["basic_password"]))
+            endpoint = dataclasses.replace(endpoint, login=login)
         return endpoint
 
     @property
@@ -405,7 +427,7 @@ def main() -> None:
                             if over_tcp and variant == FRONT_OVER_TCP
                             else (unit.serve(variant), unit.machine.process_groups())
                         )
-                        theirs = "plain" if variant.startswith("front") else variant
+                        theirs = NGINX_VARIANT.get(variant, variant)
                         servers = {"registry": ours, "nginx": (reference[theirs], nginx_group)}
                         for clients in CLIENTS:
                             measure(variant, f"blob {clients}", servers, blob, clients)

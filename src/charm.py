@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import ops
 
 from relations import cert_provider, docker_registry, nrpe, peer, website
+from state.access import RelationCredential
 from state.config import CharmConfig, InvalidConfigError, secret_uris
 from state.front import PACKAGES as FRONT_PACKAGES
 from state.front import SERVICE_TEMPLATE
@@ -113,6 +114,8 @@ class DockerRegistryCharm(ops.CharmBase):
             on[peer.ENDPOINT].relation_departed,
             on[docker_registry.ENDPOINT].relation_joined,
             on[docker_registry.ENDPOINT].relation_changed,
+            # Revokes the relation's credential on every unit, in this hook.
+            on[docker_registry.ENDPOINT].relation_broken,
             on[website.ENDPOINT].relation_joined,
             on[website.ENDPOINT].relation_changed,
             on[website.ENDPOINT].relation_departed,
@@ -214,6 +217,11 @@ class DockerRegistryCharm(ops.CharmBase):
                 contents[uri] = None
         return contents
 
+    @functools.cached_property
+    def relation_credentials(self) -> dict[int, RelationCredential]:
+        """Each docker-registry relation's pull-only credential (the leader makes them)."""
+        return docker_registry.credentials(self)
+
     def _plan_registry(
         self,
         config: CharmConfig,
@@ -222,6 +230,7 @@ class DockerRegistryCharm(ops.CharmBase):
         *,
         maintenance: bool,
     ) -> RegistryPlan:
+        access = config.access(self.relation_credentials, self.registry.charm_password())
         return plan_registry(
             PlanInputs(
                 config,
@@ -237,6 +246,8 @@ class DockerRegistryCharm(ops.CharmBase):
                 maintenance=maintenance,
                 client_auth=config.tls_client_auth == "on"
                 or (config.tls_client_auth == "" and self._stored.established_client_auth),
+                access=access,
+                password_hashes=self.registry.password_hashes(access),
             )
         )
 
@@ -348,7 +359,7 @@ class DockerRegistryCharm(ops.CharmBase):
         if not isinstance(desired, RegistryPlan):
             return
         self.unit.set_ports(*desired.ports)
-        docker_registry.publish(self, desired)
+        docker_registry.publish(self, desired, self.relation_credentials)
         website.publish(
             self,
             port=desired.port,
@@ -418,7 +429,9 @@ class DockerRegistryCharm(ops.CharmBase):
         if plan.fingerprint != self._stored.packages_fingerprint:
             self._stored.package_problem = install_extra(self.registry.machine, plan.extra) or ""
             self._stored.packages_fingerprint = plan.fingerprint
-        ours = (*PACKAGES, *(FRONT_PACKAGES if config.mirrors else ()), *plan.extra)
+        desired = self.desired
+        front = isinstance(desired, RegistryPlan) and desired.front is not None
+        ours = (*PACKAGES, *(FRONT_PACKAGES if front else ()), *plan.extra)
         self._stored.held_packages = set_holds(
             self.registry.machine, ours if plan.hold else (), self._stored.held_packages
         )

@@ -13,12 +13,24 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
+import yaml
+
 from state import front
+from state.access import (
+    REPOSITORY_PREFIX,
+    RESERVED_PREFIX,
+    ROLES,
+    AccessPlan,
+    RelationCredential,
+    User,
+    plan_access,
+)
 from state.maintenance import schedule_problem
 from state.mirrors import Mirror, parse_mirrors
 from state.packages import PACKAGE_STATUSES, AptSource, apt_sources, extra_packages
 from state.retention import RetentionRule, parse_retention
 from state.settings import (
+    CHARM_PASSWORD_PATH,
     CLIENT_CAS_PATH,
     CLIENT_IDENTITY_DIR,
     CONFIG_PATH,
@@ -70,6 +82,7 @@ BASIC_USER = re.compile(r"[^\s:#][^\s:]{0,254}")
 TLS_PATH_OPTIONS = ("tls-cert-path", "tls-key-path", "tls-ca-path")
 CHARM_FILES = (
     CONFIG_PATH,
+    CHARM_PASSWORD_PATH,
     CLIENT_CAS_PATH,
     HTPASSWD_PATH,
     TOKEN_ROOT_CERTS_PATH,
@@ -103,6 +116,9 @@ def secret_uris(options: Mapping[str, object]) -> set[str]:
     mirrors = options.get("cache-mirrors")
     if isinstance(mirrors, str):
         uris.update(SECRET_URI.findall(mirrors))
+    users = options.get("auth-users")
+    if isinstance(users, str) and is_secret_uri(users):
+        uris.add(users)
     return uris
 
 
@@ -125,6 +141,8 @@ class CharmConfig:
 
     auth_basic_user: str = "admin"
     auth_basic_password: str = field(default="", repr=False)
+    auth_users: str = ""
+    auth_anonymous_pull: bool = False
     auth_token_realm: str = ""
     auth_token_service: str = ""
     auth_token_issuer: str = ""
@@ -200,6 +218,8 @@ class CharmConfig:
 
     # Derived once by validation; read these, not the raw options.
     basic_auth: BasicAuth | None = field(init=False, default=None, repr=False)
+    users: tuple[User, ...] = field(init=False, default=(), repr=False)
+    """The named users of the `auth-users` secret."""
     token_auth: TokenAuth | None = field(init=False, default=None, repr=False)
     cache: Upstream | None = field(init=False, default=None, repr=False)
     mirrors: tuple[Mirror, ...] = field(init=False, default=(), repr=False)
@@ -217,6 +237,7 @@ class CharmConfig:
             self._check_ports,
             self._check_http,
             self._check_auth,
+            self._check_users,
             self._check_cache,
             self._check_mirrors,
             self._check_maintenance,
@@ -233,6 +254,19 @@ class CharmConfig:
                 "registry-image=%s is ignored: the registry runs from the Ubuntu package",
                 self.registry_image,
             )
+
+    def access(
+        self, relations: Mapping[int, RelationCredential], charm_password: str
+    ) -> AccessPlan | None:
+        """Who may do what with these options, the relations' credentials and the charm's own."""
+        return plan_access(
+            self.basic_auth,
+            self.users,
+            relations,
+            charm_password,
+            anonymous_pull=self.auth_anonymous_pull,
+            front_running=bool(self.mirrors),
+        )
 
     def _derive(self, name: str, value: object) -> None:
         object.__setattr__(self, name, value)
@@ -325,9 +359,12 @@ class CharmConfig:
         if missing:
             problems.append((", ".join(missing), "token auth needs all four auth-token-* options"))
             return problems
-        if self.auth_basic_password:
+        if self.auth_basic_password or self.auth_users or self.auth_anonymous_pull:
             problems.append(
-                ("auth-basic-password, auth-token-*", "basic and token auth are exclusive")
+                (
+                    "auth-basic-password, auth-users, auth-anonymous-pull, auth-token-*",
+                    "basic and token auth are exclusive",
+                )
             )
         if not is_absolute_url(self.auth_token_realm):
             problems.append(("auth-token-realm", "must be an absolute http(s) URL"))
@@ -348,6 +385,20 @@ class CharmConfig:
                 ),
             )
         return problems
+
+    def _check_users(self) -> list[tuple[str, str]]:
+        """The `auth-users` secret: one key `users`, YAML mapping each user to its role."""
+        if not self.auth_users:
+            return []
+        if not is_secret_uri(self.auth_users):
+            return [("auth-users", "must name a Juju secret (secret:...) holding the users")]
+        content = self.secrets.get(self.auth_users)
+        text = secret_value(content, "users")
+        if text is None:
+            return [("auth-users", secret_problem(self.auth_users, "users"))]
+        users, problems = parse_users(text, admin=self.basic_auth)
+        self._derive("users", users)
+        return [("auth-users", why) for why in problems]
 
     def _check_cache(self) -> list[tuple[str, str]]:
         problems: list[tuple[str, str]] = []
@@ -560,3 +611,57 @@ def secret_problem(uri: str, option: str) -> str:
         f"cannot read {uri}: juju grant-secret it to this application, with one key"
         f" or a key named {option}"
     )
+
+
+def parse_users(
+    text: str, *, admin: BasicAuth | None = None
+) -> tuple[tuple[User, ...], list[str]]:
+    """The users of an `auth-users` secret, and what is wrong with it (naming the users).
+
+    `name: {password: ..., role: pull|push|admin, prefix: team-a/}`; a prefix
+    only for `push`. No secret value appears in a problem.
+    """
+    try:
+        data = yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError):
+        return (), ["the key users is not valid YAML (or nests too deep)"]
+    if not isinstance(data, dict) or not data:
+        return (), ["the key users must be a YAML mapping of user names to {password, role}"]
+    users: list[User] = []
+    problems: list[str] = []
+    for name, entry in data.items():
+        if not isinstance(name, str) or not BASIC_USER.fullmatch(name) or not name.isprintable():
+            problems.append(
+                f"user {str(name)[:64]!r}: a name holds no ':', whitespace or control"
+                " characters and does not start with '#'"
+            )
+            continue
+        if name.startswith(RESERVED_PREFIX) or (admin and name == admin.user):
+            problems.append(
+                f"user {name!r}: the name is the charm's ({RESERVED_PREFIX}*) or auth-basic-user's"
+            )
+            continue
+        if not isinstance(entry, dict) or set(entry) - {"password", "role", "prefix"}:
+            problems.append(f"user {name!r}: must be a mapping of password, role and prefix")
+            continue
+        password, role, prefix = entry.get("password"), entry.get("role"), entry.get("prefix", "")
+        if not isinstance(password, str) or not password:
+            problems.append(f"user {name!r}: needs a password (a string)")
+        elif not password.isprintable() or len(password.encode()) > BCRYPT_MAX_BYTES:
+            problems.append(
+                f"user {name!r}: the password must be printable, at most {BCRYPT_MAX_BYTES} bytes"
+            )
+        elif role not in ROLES:
+            problems.append(f"user {name!r}: role must be one of {', '.join(ROLES)}")
+        elif prefix and role != "push":
+            problems.append(f"user {name!r}: only a push user has a prefix")
+        elif not isinstance(prefix, str) or (
+            prefix and not REPOSITORY_PREFIX.fullmatch(prefix.rstrip("/") + "/")
+        ):
+            problems.append(
+                f"user {name!r}: prefix must be repository path components (a-z, 0-9, . _ -),"
+                " e.g. team-a/"
+            )
+        else:
+            users.append(User(name, password, role, prefix.rstrip("/") + "/" if prefix else ""))
+    return tuple(users), problems

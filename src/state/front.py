@@ -7,7 +7,9 @@ storage. haproxy from the Ubuntu archive listens on `registry-port`,
 terminates TLS when the registry has a certificate, routes `/v2/<host>/...`
 to that upstream's cache with the prefix removed, and everything else to the
 main registry. Behind it every registry listens on a unix socket, so no
-loopback ports need to be reserved; each enforces the same auth.
+loopback ports need to be reserved. The front also runs without mirrors when
+access control needs it (`state/access.py`): it then checks every request's
+credential and right, and the registries behind it have no auth of their own.
 
 Like `plan.py`, this only decides: `workload/registry.py` applies the result.
 """
@@ -16,12 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
 
+from state.access import AccessPlan
 from state.mirrors import Mirror
 from state.settings import Storage, Upstream
 from state.tls import ServerTLS
@@ -37,6 +40,8 @@ UNIT_PATH = f"/etc/systemd/system/{SERVICE_TEMPLATE}.service"
 DROPIN_PATH = f"/etc/systemd/system/{SERVICE_TEMPLATE}.service.d/10-juju.conf"
 TMPFILES_PATH = "/etc/tmpfiles.d/docker-registry.conf"
 SOCKET_DIR = "/run/docker-registry"
+GENERATION_PATH = "/.docker-registry-charm/generation"
+"""Where the front answers which users it has, so the charm knows a reload took effect."""
 MIRRORS_DATA_SUBDIR = "mirrors"
 UMASK = "0007"
 """Sockets in the setgid socket directory get group haproxy and mode 0770."""
@@ -96,6 +101,8 @@ class FrontPlan:
     socket_dir: Path
     registry_socket: Path
     mirrors: tuple[MirrorInstance, ...]
+    generation: str = ""
+    """A digest of the users and their hashes, which the front answers at GENERATION_PATH."""
 
     @property
     def hosts(self) -> tuple[str, ...]:
@@ -125,8 +132,15 @@ def plan_front(
     storage: Storage,
     data_dir: Path | None,
     render_registry: RenderRegistry,
+    realm: str,
+    access: AccessPlan | None = None,
+    password_hashes: Mapping[str, str] | None = None,
 ) -> FrontPlan:
-    """The front and one cache per mirror; the main registry moves to a socket."""
+    """The front and one cache per mirror; the main registry moves to a socket.
+
+    With `access`, the front admits its users (their bcrypt hashes in
+    `password_hashes`, by name) to what their role allows.
+    """
 
     def on_host(path: str) -> Path:
         return root / path.lstrip("/")
@@ -153,6 +167,14 @@ def plan_front(
     pem_path = on_host(PEM_PATH)
     lua_path = on_host(LUA_PATH)
     registry_socket = socket_dir / "registry.sock"
+    hashes = password_hashes or {}
+    generation = hashlib.sha256(
+        "\n".join(
+            f"{u.name}:{u.role}:{u.prefix}:{hashes.get(u.name)}" for u in access.users
+        ).encode()
+        if access
+        else b""
+    ).hexdigest()[:16]
     haproxy_config = templates.get_template("haproxy.cfg.j2").render(
         bind=f"{listen_host}:{port}",
         pem_path=pem_path if tls else None,
@@ -163,6 +185,11 @@ def plan_front(
         drop_privileges=root == Path("/"),
         registry_socket=registry_socket,
         mirrors=instances,
+        realm=realm,
+        access=access,
+        hashes=hashes,
+        generation=generation,
+        generation_path=GENERATION_PATH,
     )
     return FrontPlan(
         haproxy_config=haproxy_config,
@@ -179,4 +206,5 @@ def plan_front(
         socket_dir=socket_dir,
         registry_socket=registry_socket,
         mirrors=tuple(instances),
+        generation=generation,
     )

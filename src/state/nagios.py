@@ -99,11 +99,12 @@ def registry_checks(plan: RegistryPlan) -> tuple[NagiosCheck, ...]:
     """The registry on its port, each mirror's cache, and the certificate's expiry.
 
     All on loopback, where the registry (or haproxy in front) listens. `/`
-    answers 200 whatever the auth; a mirror's `/v2/` answers 401 when auth is
-    on. Under mutual TLS no request can be made without a client certificate,
-    which Nagios is not given: the check is a TLS handshake (TLS 1.3 completes
-    it before the server asks for the certificate), and mirrors are not
-    checked one by one.
+    answers 200 whatever the auth (the front lets it through); a mirror's
+    `/v2/` answers 401 when auth is on, unless anonymous pulls are. Under
+    mutual TLS no request can be made without a client certificate, which
+    Nagios is not given: the check is a TLS handshake (TLS 1.3 completes it
+    before the server asks for the certificate), and mirrors are not checked
+    one by one.
     """
     port = str(plan.port)
     http = (f"{PLUGINS}/check_http", "-I", "127.0.0.1", "-p", port)
@@ -115,7 +116,12 @@ def registry_checks(plan: RegistryPlan) -> tuple[NagiosCheck, ...]:
         responding = (*http, "-e", " 200 OK", "-u", "/")
     checks = [NagiosCheck(REGISTRY_CHECK, "Verify docker-registry is responding", responding)]
     if plan.front and not plan.client_auth:
-        answer = " 401 Unauthorized" if plan.basic_auth or plan.token_auth else " 200 OK"
+        locked = (
+            not plan.access.anonymous_pull
+            if plan.access
+            else bool(plan.basic_auth or plan.token_auth)
+        )
+        answer = " 401 Unauthorized" if locked else " 200 OK"
         checks += [
             NagiosCheck(
                 mirror_check_name(mirror.host),

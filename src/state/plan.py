@@ -11,6 +11,7 @@ give the same plan, which is what makes applying it idempotent.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 
 import jinja2
 
+from state.access import AccessPlan
 from state.config import CharmConfig
 from state.front import UMASK, FrontPlan, plan_front
 from state.settings import (
@@ -77,6 +79,7 @@ class RegistryPlan:
     unit_address: str
     """This unit's own address (clients may be sent to another unit or a proxy)."""
     basic_auth: BasicAuth | None = field(repr=False)
+    """The operator's admin credential (auth-basic-*)."""
     token_auth: TokenAuth | None = field(repr=False)
     tls: ServerTLS | None = field(repr=False)
     front: FrontPlan | None = None
@@ -87,6 +90,18 @@ class RegistryPlan:
     """Whether the registry refuses pushes (config or maintenance)."""
     client_cas_path: Path | None = None
     """With mutual TLS, the CAs whose clients are admitted; None: any client may connect."""
+    access: AccessPlan | None = field(default=None, repr=False)
+    """Who may do what (state/access.py); None: no access control."""
+
+    @property
+    def htpasswd_auth(self) -> BasicAuth | None:
+        """The admin the registry itself checks: only when it serves alone (no front)."""
+        return self.basic_auth if self.front is None else None
+
+    @property
+    def action_credential(self) -> BasicAuth | None:
+        """What the actions log in with (never a consumer's credential)."""
+        return self.access.action_credential if self.access else None
 
     @property
     def proxied(self) -> bool:
@@ -217,6 +232,10 @@ class PlanInputs:
     """Read-only storage whatever the config (for garbage collection)."""
     client_auth: bool = False
     """Require client certificates signed by the CA (when there is one)."""
+    access: AccessPlan | None = field(default=None, repr=False)
+    """Who may do what (`state.access.plan_access`)."""
+    password_hashes: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """The bcrypt hash of each of `access`'s users, by name."""
 
     def on_host(self, path: str) -> Path:
         """`path` on the unit's file system."""
@@ -354,6 +373,8 @@ def plan_registry(inputs: PlanInputs) -> RegistryPlan:
         """A registry's config.yml; the main one on TCP or, behind haproxy, a socket."""
         return templates.get_template("config.yml.j2").render(
             config=config,
+            # Behind the front, haproxy checks credentials.
+            htpasswd=config.basic_auth if socket is None else None,
             realm=inputs.realm,
             http_secret=inputs.http_secret,
             net="unix" if socket else None,
@@ -371,7 +392,8 @@ def plan_registry(inputs: PlanInputs) -> RegistryPlan:
 
     read_only = config.storage_read_only or inputs.maintenance
     front = None
-    if config.mirrors:
+    access = inputs.access
+    if config.mirrors or (access and access.enforced_by_front):
         front = plan_front(
             config.mirrors,
             templates=templates,
@@ -383,6 +405,9 @@ def plan_registry(inputs: PlanInputs) -> RegistryPlan:
             storage=config.storage,
             data_dir=storage.data_dir,
             render_registry=render_registry,
+            realm=inputs.realm,
+            access=access,
+            password_hashes=inputs.password_hashes,
         )
     config_yaml = render_registry(
         front.registry_socket if front else None,
@@ -420,5 +445,6 @@ def plan_registry(inputs: PlanInputs) -> RegistryPlan:
         cache_url=config.cache.url if config.cache else None,
         read_only=read_only,
         client_cas_path=client_ca,
+        access=access,
         **paths,
     )

@@ -23,6 +23,8 @@ CLIENT_CAS_PATH = "/etc/docker/registry/client-cas.pem"
 """With mutual TLS: the CAs whose clients are admitted (the operator's, the charm's own)."""
 CLIENT_IDENTITY_DIR = "/etc/docker/registry/charm-client"
 """The charm's own client certificate for mutual TLS (workload/client_identity.py)."""
+CHARM_PASSWORD_PATH = "/etc/docker/registry/charm-password"  # noqa: S105 - a path
+"""The actions' own admin password on this unit (root's, mode 0600; never published)."""
 DROPIN_PATH = "/etc/systemd/system/docker-registry.service.d/10-juju.conf"
 DATA_DIR = "/srv/registry"
 NAGIOS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@:+-]{0,254}\Z")

@@ -13,6 +13,7 @@ import logging
 import os
 import pwd
 import re
+import secrets
 import shutil
 import socket
 import ssl
@@ -26,11 +27,12 @@ from pathlib import Path
 import bcrypt
 
 from state import front
+from state.access import AccessPlan
 from state.config import CHARM_FILES
 from state.front import FrontPlan
 from state.maintenance import SERVICE_PATH, TIMER, TIMER_PATH, MaintenancePlan
 from state.plan import RegistryPlan
-from state.settings import CLIENT_CAS_PATH
+from state.settings import CHARM_PASSWORD_PATH, CLIENT_CAS_PATH
 from workload.client_identity import identity_for
 from workload.machine import Machine
 from workload.maintenance import calendar_problem
@@ -45,10 +47,12 @@ SERVICE = "docker-registry"
 SERVICE_USER = "docker-registry"
 PACKAGES = ("docker-registry", "skopeo")
 READY_TIMEOUT = 30.0
-# The registry checks the hash on every request, so the cost taxes every
-# pull: 5 is what `htpasswd -B` uses (a few ms; cost 12 took 0.36 s a request).
+# The registry (or haproxy, in front) checks the hash on every request, so
+# the cost taxes every pull: 5 is what `htpasswd -B` uses (1.7 ms a check;
+# cost 12 took 0.36 s a request).
 BCRYPT_COST = 5
 BCRYPT_PREFIX = b"$2b$%02d$" % BCRYPT_COST
+HAPROXY_USER = re.compile(r"^\s*user '([^']*)' password '([^']*)'", re.MULTILINE)
 WRITTEN_RECORD = "/etc/docker/registry/.written-by-charm"
 """The files the charm wrote at paths an option chose: the only such files it removes."""
 
@@ -191,6 +195,9 @@ class Registry:
         restarted = self._start_or_restart(SERVICE, changed)
         if plan.front is not None:
             restarted |= self._apply_front(plan.front, plan.dropin, restart_all=shared_changed)
+            # A reload returns before the new haproxy serves: a revoked user
+            # must be refused by the time the hook ends.
+            self._await_front_generation(plan)
         else:
             self._remove_sockets()
         return restarted
@@ -244,7 +251,8 @@ class Registry:
             )
             changed |= units_changed or restart_all
             restarted |= self._start_or_restart(mirror.service, changed)
-        changed = self._write(layout.haproxy_config_path, FileSpec(layout.haproxy_config))
+        # Root's only: it holds the users' password hashes (haproxy reads it as root).
+        changed = self._write(layout.haproxy_config_path, FileSpec(layout.haproxy_config, 0o600))
         changed |= self._write(layout.lua_path, FileSpec(layout.lua))
         changed |= self._write(
             layout.pem_path, FileSpec(layout.pem, 0o600) if layout.pem else None
@@ -253,6 +261,24 @@ class Registry:
         # finishes the requests in flight.
         restarted |= self._start_or_restart(front.HAPROXY_SERVICE, changed, reload=True)
         return restarted
+
+    def _await_front_generation(self, plan: RegistryPlan, timeout: float = READY_TIMEOUT) -> bool:
+        """Wait until the front answers with the users of `plan` (after a reload)."""
+        assert plan.front is not None
+        loopback = self._loopback(plan)
+        url = f"{self._base_url(plan)}{front.GENERATION_PATH}"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with loopback.open(url, timeout=3) as response:
+                    if response.read(64).decode() == plan.front.generation:
+                        return True
+            except (OSError, ValueError):
+                pass
+            if time.monotonic() >= deadline or not self.machine.running(front.HAPROXY_SERVICE):
+                logger.warning("haproxy does not serve its new configuration yet")
+                return False
+            time.sleep(0.05)
 
     def _mirror_configs(self) -> set[Path]:
         """Config files of the mirror caches on the unit now."""
@@ -376,20 +402,43 @@ class Registry:
     def _write_htpasswd(self, plan: RegistryPlan) -> bool:
         """Keep the htpasswd file while it admits the user at our cost; bcrypt salts differ."""
         path = plan.htpasswd_path
-        auth = plan.basic_auth
+        auth = plan.htpasswd_auth
         if auth is None:
             return self._write(path, None)
+        stored = {}
         if path.exists():
             lines = path.read_text().splitlines()
-            if len(lines) == 1 and lines[0].startswith(f"{auth.user}:"):
-                stored = lines[0].split(":", 1)[1].encode()
-                if stored.startswith(BCRYPT_PREFIX) and bcrypt.checkpw(
-                    auth.password.encode(), stored
-                ):
-                    return False
-        salt = bcrypt.gensalt(rounds=BCRYPT_COST, prefix=b"2b")
-        hashed = bcrypt.hashpw(auth.password.encode(), salt).decode()
+            if len(lines) == 1:
+                user, _, hashed = lines[0].partition(":")
+                stored = {user: hashed}
+        if _kept_hash(stored, auth.user, auth.password) is not None:
+            return False
+        hashed = _hash(auth.password)
         return self._write(path, FileSpec(f"{auth.user}:{hashed}\n", 0o600, secret=True))
+
+    def charm_password(self) -> str:
+        """The actions' own admin password on this unit, made the first time (root's, 0600)."""
+        path = self.machine.root / CHARM_PASSWORD_PATH.lstrip("/")
+        if path.is_file() and (password := path.read_text().strip()):
+            return password
+        password = secrets.token_urlsafe(24)
+        self._write(path, FileSpec(password + "\n", 0o600))
+        return password
+
+    def password_hashes(self, access: AccessPlan | None) -> dict[str, str]:
+        """A bcrypt hash of each user's password for the front's userlist.
+
+        Hashes already in haproxy.cfg that still match are kept (bcrypt
+        salts differ): the file, and haproxy, change only when a user does.
+        """
+        if access is None or not access.enforced_by_front:
+            return {}
+        path = self.machine.root / front.HAPROXY_CONFIG_PATH.lstrip("/")
+        stored = dict(HAPROXY_USER.findall(path.read_text())) if path.is_file() else {}
+        return {
+            user.name: _kept_hash(stored, user.name, user.password) or _hash(user.password)
+            for user in access.users
+        }
 
     def _chown(self, path: Path, group: str | None = None) -> None:
         try:
@@ -525,6 +574,22 @@ class Registry:
             if time.monotonic() >= deadline or not self.running():
                 return False
             time.sleep(0.2)
+
+
+def _hash(password: str) -> str:
+    """A new bcrypt hash of `password` at our cost."""
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_COST, prefix=b"2b")).decode()
+
+
+def _kept_hash(stored: dict[str, str], user: str, password: str) -> str | None:
+    """`user`'s stored hash if it is ours (bcrypt at our cost) and matches `password`."""
+    hashed = stored.get(user, "").encode()
+    try:
+        if hashed.startswith(BCRYPT_PREFIX) and bcrypt.checkpw(password.encode(), hashed):
+            return hashed.decode()
+    except ValueError:  # not a well-formed hash: make a new one
+        pass
+    return None
 
 
 def _remove_if_empty(folder: Path) -> None:

@@ -119,7 +119,7 @@ def local_access(plan: RegistryPlan, listen_host: str = "") -> LocalAccess:
     address = loopback_address(listen_host)
     if plan.tls is None:
         return LocalAccess(
-            address, plan.port, tls=False, credentials=plan.basic_auth, address=address
+            address, plan.port, tls=False, credentials=plan.action_credential, address=address
         )
     dns_names, addresses = certificate_names(plan.tls.cert_pem)
     client_host = urllib.parse.urlsplit(f"//{plan.netloc}").hostname or ""
@@ -136,7 +136,7 @@ def local_access(plan: RegistryPlan, listen_host: str = "") -> LocalAccess:
         tls=True,
         # Without a CA, a self-signed server certificate is its own anchor.
         ca_pem=plan.tls.ca_pem or plan.tls.cert_pem,
-        credentials=plan.basic_auth,
+        credentials=plan.action_credential,
         client=identity_for(plan.client_cas_path) if plan.client_cas_path else None,
         address=address,
         name_on_loopback=not by_address and bool(by_name),

@@ -272,3 +272,39 @@ def test_hosts_toml_node_pulls_a_namespaced_mirror_through_cri(
     assert pulled_digest(cri_containerd, f"gcr.io/{APP_REPO}") == digest
     assert pulled_digest(cri_containerd, f"somehost.io/{APP_REPO}") == digest
     assert pulled_digest(cri_containerd, f"{REGISTRY_NAME}:{port}/{OWN_REPO}") == digest
+
+
+def test_each_containerd_application_pulls_with_its_own_credential_until_revoked(
+    ctx, port, node, cri_containerd, image, tmp_path
+):
+    """Two clusters (two containerd applications): two pull-only credentials, revoked apart."""
+    config = SECURITY["tls-auth"]
+    first = testing.Relation("docker-registry", remote_app_name="containerd")
+    second = testing.Relation("docker-registry", remote_app_name="containerd-gpu")
+    http_host = {"http-host": f"https://{REGISTRY_NAME}:{port}"}
+    state = unit_state(
+        port,
+        config={**config, **http_host},
+        relations=[testing.PeerRelation("peer"), first, second],
+    )
+    state = ctx.run(ctx.on.relation_joined(first, remote_unit=0), state)
+    push(image, port, config, OWN_REPO, tmp_path)
+    bags = {r.id: dict(state.get_relation(r.id).local_unit_data) for r in (first, second)}
+    users = {r_id: json.loads(bag["basic_user"]) for r_id, bag in bags.items()}
+    assert users[first.id] != users[second.id]
+    assert config["auth-basic-password"] not in json.dumps(bags)
+    own = f"{REGISTRY_NAME}:{port}/{OWN_REPO}"
+
+    def node_of(relation_id: int) -> None:
+        registries, trusted = node.registries(relation=bags[relation_id])
+        cri_containerd.restart(cri_registry=registry_toml(registries), trusted_pem=trusted)
+
+    for relation in (first, second):
+        node_of(relation.id)
+        assert pulled_digest(cri_containerd, own) == image[1]
+    state = ctx.run(ctx.on.relation_broken(state.get_relation(first.id)), state)
+    node_of(first.id)
+    with pytest.raises(CRIError, match="401 Unauthorized"):
+        cri_containerd.cri.pull(own, timeout=60)
+    node_of(second.id)
+    assert pulled_digest(cri_containerd, own) == image[1]

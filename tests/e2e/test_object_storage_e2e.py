@@ -9,15 +9,25 @@ what the registry sent, so the signature version is read off the wire.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import secrets
 from pathlib import Path
 
 import pytest
 from ops import testing
 
-from charm_context import PROXY_ADDRESS, app_unit_state, charm_context, unit_state, website_address
+from charm_context import (
+    PROXY_ADDRESS,
+    app_unit_state,
+    charm_context,
+    unit_state,
+    website_address,
+    with_relation,
+)
 from local_machine import LocalMachine
 from support import haproxy_charm, oci, skopeo
+from support._proc import CommandError
 from support.haproxy import HAProxy, servers_by_backend
 from support.swift import REGION, SwiftAllInOne
 from support.tcp_relay import TcpRelay
@@ -163,3 +173,46 @@ def test_three_units_on_s3_all_active_behind_haproxy(swift, s3_wire, image, tmp_
                 skopeo.inspect_digest(f"docker://{netloc}/shared/app:v1", tls_verify=False)
                 == image[1]
             )
+
+
+def test_three_units_on_s3_share_each_relations_pull_credential(swift, s3_wire, image, tmp_path):
+    """Every unit publishes and admits the credential the leader made for the relation."""
+    config = {**s3_config(swift, f"http://{s3_wire.netloc}"), "auth-basic-password": "admin-pw"}
+    ports = [free_port() for _ in range(3)]
+    relation = testing.Relation("docker-registry", remote_app_name="containerd")
+    shared: dict[str, str] = {}
+    credential_secrets: list[testing.Secret] = []
+    published = []
+    with contextlib.ExitStack() as stack:
+        for n in (0, 1, 2):
+            machine = stack.enter_context(LocalMachine.temporary())
+            ctx = charm_context(machine, unit_id=n)
+            state = app_unit_state(n, ports[n], leader=n == 0, units=[0, 1, 2], config=config)
+            peer = state.get_relations("peer")[0]
+            peer = dataclasses.replace(peer, local_app_data={**peer.local_app_data, **shared})
+            state = dataclasses.replace(
+                with_relation(with_relation(state, peer), relation),
+                secrets=[*state.secrets, *credential_secrets],
+            )
+            state = ctx.run(ctx.on.relation_changed(relation, remote_unit=0), state)
+            assert state.unit_status.name == "active", machine.log("docker-registry")
+            if n == 0:  # what the leader shared: followers see it on the peer relation
+                shared = dict(state.get_relation(peer.id).local_app_data)
+                credential_secrets = [
+                    dataclasses.replace(s, owner=None)
+                    for s in state.secrets
+                    if s.label and s.label.startswith("docker-registry-")
+                ]
+            bag = state.get_relation(relation.id).local_unit_data
+            published.append((json.loads(bag["basic_user"]), json.loads(bag["basic_password"])))
+        assert published[0] == published[1] == published[2]
+        node = f"{published[0][0]}:{published[0][1]}"
+        layout, digest = image
+        skopeo.copy(f"oci:{layout}:v1", f"docker://127.0.0.1:{ports[1]}/shared/app:v1",
+                    dest_tls_verify=False, dest_creds="admin:admin-pw")  # fmt: skip
+        for port in ports:
+            ref = f"docker://127.0.0.1:{port}/shared/app:v1"
+            assert skopeo.inspect_digest(ref, tls_verify=False, creds=node) == digest
+        with pytest.raises(CommandError, match=r"403|denied"):
+            skopeo.copy(f"oci:{layout}:v1", f"docker://127.0.0.1:{ports[2]}/shared/app:v2",
+                        dest_tls_verify=False, dest_creds=node)  # fmt: skip

@@ -53,8 +53,11 @@ def configure_node(view: dict, tmp_path: Path) -> tuple[Path, str | None]:
     return hosts_dir, user
 
 
-def push(image, view: dict, repo: str, tmp_path: Path) -> None:
-    """Fill the registry as an operator would, with what the relation tells clients."""
+def push(image, view: dict, repo: str, tmp_path: Path, admin: str | None) -> None:
+    """Fill the registry as an operator would: the relation's address, the operator's login.
+
+    The relation's own credential may only pull.
+    """
     layout, _ = image
     kw: dict = {}
     if view["tls_ca"]:
@@ -64,14 +67,14 @@ def push(image, view: dict, repo: str, tmp_path: Path) -> None:
         kw["dest_cert_dir"] = cert_dir
     else:
         kw["dest_tls_verify"] = False
-    if view["basic_user"]:
-        kw["dest_creds"] = f"{view['basic_user']}:{view['basic_password']}"
+    if admin:
+        kw["dest_creds"] = admin
     skopeo.copy(f"oci:{layout}:v1", f"docker://{view['registry_netloc']}/{repo}", **kw)
 
 
-def pull_as_a_node(containerd, image, state, relation, repo, tmp_path) -> None:
+def pull_as_a_node(containerd, image, state, relation, repo, tmp_path, admin=None) -> None:
     view = client_view(state, relation)
-    push(image, view, repo, tmp_path)
+    push(image, view, repo, tmp_path, admin)
     hosts_dir, user = configure_node(view, tmp_path)
     ref = f"{view['registry_netloc']}/{repo}"
     assert containerd.pull(ref, hosts_dir=hosts_dir, user=user) == image[1]
@@ -88,7 +91,10 @@ def test_containerd_pulls_with_what_the_relation_says(
     relation = testing.Relation("docker-registry", remote_app_name="containerd")
     state = unit_state(port, config=config, relations=[testing.PeerRelation("peer"), relation])
     state = ctx.run(ctx.on.relation_joined(relation, remote_unit=0), state)
-    pull_as_a_node(containerd, image, state, relation, "rel/plain:v1", tmp_path)
+    admin = "node:12345" if config else None
+    if admin:
+        assert client_view(state, relation)["basic_user"] == f"juju-containerd-{relation.id}"
+    pull_as_a_node(containerd, image, state, relation, "rel/plain:v1", tmp_path, admin)
 
 
 def test_containerd_pulls_over_tls_from_config(ctx, port, containerd, image, tmp_path):
@@ -132,11 +138,14 @@ def test_current_tls_provider(ctx, port, containerd, image, tmp_path):
     pull_as_a_node(containerd, image, state, relation, "rel/current:v1", tmp_path)
 
 
+@pytest.mark.parametrize("auth", [False, True], ids=["open", "relation-credential"])
 @pytest.mark.parametrize("tls", [False, True], ids=["http", "tls-passthrough"])
-def test_containerd_pulls_through_haproxy(ctx, port, containerd, image, tmp_path, tls):
+def test_containerd_pulls_through_haproxy(ctx, port, containerd, image, tmp_path, tls, auth):
     config = {}
     if tls:
         config = tls_config(pki.make_ca(), PROXY_ADDRESS, "127.0.0.1")
+    if auth:
+        config["auth-basic-password"] = "admin-pw"
     website = testing.Relation(
         "website",
         remote_app_name="haproxy",
@@ -158,5 +167,6 @@ def test_containerd_pulls_through_haproxy(ctx, port, containerd, image, tmp_path
         services, bind_host=PROXY_ADDRESS, stats_socket=str(tmp_path / "stats.sock")
     )
     with HAProxy(cfg, wait_ports=[port], host=PROXY_ADDRESS) as proxy:
-        pull_as_a_node(containerd, image, state, relation, "rel/proxied:v1", tmp_path)
+        admin = "admin:admin-pw" if auth else None
+        pull_as_a_node(containerd, image, state, relation, "rel/proxied:v1", tmp_path, admin)
         assert f"to {PROXY_ADDRESS}:{port} (haproxy-{port}/" in proxy.log_tail()

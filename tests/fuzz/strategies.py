@@ -138,3 +138,59 @@ def config_changes(names: list[str] | None = None, max_size: int = 4) -> st.Sear
     return st.lists(st.sampled_from(names), min_size=1, max_size=max_size, unique=True).flatmap(
         lambda keys: st.fixed_dictionaries({key: option_values(key) for key in keys})
     )
+
+
+user_names = st.one_of(
+    st.sampled_from(["ci", "alice", "bob", "team-a-ci", "admin", "juju-charm", "#c", "a b", ""]),
+    hostile_text,
+    st.integers(),
+)
+passwords = st.one_of(
+    st.text(st.characters(codec="utf-8", categories=["L", "N", "P", "S", "Zs"]), min_size=1),
+    hostile_text,
+    st.integers(),
+    st.just("x" * 73),
+)
+prefixes = st.one_of(
+    st.sampled_from(["team-a/", "team-a", "a/b/", "a.b_c/d-e/", "/x/", "../", "A/", "a//b/"]),
+    pieces("team-a", "/", "..", max_size=4),
+)
+user_entries = st.one_of(
+    st.fixed_dictionaries(
+        {"password": passwords, "role": st.sampled_from(["pull", "push", "admin"])},
+        optional={"prefix": prefixes},
+    ),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "password": passwords,
+            "role": st.one_of(st.sampled_from(["pull", "push", "admin", "root"]), hostile_text),
+            "prefix": prefixes,
+            "groups": hostile_text,
+        },
+    ),
+    hostile_text,
+)
+good_names = st.sampled_from(["ci", "alice", "bob", "team-a-ci", "ü-ser", "x.y@z"])
+likely_users = st.fixed_dictionaries(
+    {
+        "password": st.text(
+            st.characters(codec="utf-8", categories=["L", "N", "P", "S"]), min_size=1, max_size=40
+        ),
+        "role": st.sampled_from(["pull", "push", "admin"]),
+    },
+    optional={"prefix": st.sampled_from(["team-a/", "team-a", "a/b/", "a.b_c/d-e/"])},
+)
+likely_users_secrets = st.dictionaries(good_names, likely_users, min_size=1, max_size=4).map(
+    lambda d: yaml.safe_dump(d, allow_unicode=True)
+)
+"""`auth-users` secrets most of which are accepted (a push user may get a prefix)."""
+users_secrets = st.one_of(
+    likely_users_secrets,
+    st.dictionaries(user_names, user_entries, min_size=1, max_size=4).map(
+        lambda d: yaml.safe_dump(d, allow_unicode=True)
+    ),
+    hostile_text,
+    st.sampled_from([3, 1100]).map(lambda depth: "[" * depth + "]" * depth),
+)
+"""The `users` key of an `auth-users` secret."""

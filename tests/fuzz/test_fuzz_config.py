@@ -33,7 +33,7 @@ HAPROXY_KEYWORDS = (
     "global", "log", "maxconn", "user", "group", "defaults", "mode", "option", "timeout",
     "frontend", "bind", "acl", "use_backend", "default_backend", "backend", "server",
     "http-request", "http-response", "tune.bufsize", "lua-load", "tune.lua.session-timeout",
-    "retries",
+    "retries", "userlist", "http-after-response",
 )  # fmt: skip
 SECRET_OPTIONS = ("auth-basic-password", "cache-password", "storage-s3-secretkey")
 
@@ -86,8 +86,10 @@ def check_rendered(plan: RegistryPlan, config: CharmConfig) -> None:
     assert registry["log"]["fields"]["service"] == config.registry_name
     # Relative Location headers: http-host is what clients are told, never rendered.
     assert "host" not in registry["http"]
-    if config.basic_auth:
+    if plan.htpasswd_auth:
         assert set(registry["auth"]) == {"htpasswd"}
+    elif plan.front is not None:
+        assert "auth" not in registry or "token" in registry["auth"]
     lines = [line for line in plan.dropin.splitlines() if line and not line.startswith("#")]
     assert set(lines) <= DROPIN_DIRECTIVES
     if plan.environment is not None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from state.access import RelationCredential
 from state.config import CharmConfig
 from state.plan import PlanInputs, RegistryPlan, plan_registry, template_environment
 
 TEMPLATES = template_environment(Path(__file__).resolve().parents[2])
 UNIT_ROOT = Path("/unit-root")
+CHARM_PASSWORD = "charm-pw"
 
 
 def plan(
@@ -19,12 +21,18 @@ def plan(
     listen_host: str = "",
     proxy_addresses: tuple[str, ...] = (),
     client_auth: bool = False,
+    relations: dict[int, RelationCredential] | None = None,
     **options: object,
 ) -> RegistryPlan:
-    """The plan of a unit at `address` for `config` (or the options given by field name)."""
+    """The plan of a unit at `address` for `config` (or the options given by field name).
+
+    Password hashes are placeholders: bcrypt is the workload's (tests of it run it).
+    """
+    config = config or CharmConfig(**options)  # type: ignore[arg-type]
+    access = config.access(relations or {}, CHARM_PASSWORD)
     return plan_registry(
         PlanInputs(
-            config or CharmConfig(**options),  # type: ignore[arg-type]
+            config,
             templates=TEMPLATES,
             root=root,
             listen_host=listen_host,
@@ -34,6 +42,10 @@ def plan(
             primary_address=address,
             proxy_addresses=proxy_addresses,
             client_auth=client_auth,
+            access=access,
+            password_hashes={u.name: f"$2b$05$hash-of-{u.name}" for u in access.users}
+            if access
+            else {},
         )
     )
 

@@ -69,7 +69,7 @@ def test_docker_registry_publishes_json_encoded_client_settings(ctx, port):
     }
 
 
-def test_docker_registry_credentials_stay_strings_and_follow_config(ctx, port):
+def test_docker_registry_credential_is_the_relations_own_never_the_admin(ctx, port):
     relation = registry_relation()
     state = unit_state(
         port,
@@ -78,8 +78,11 @@ def test_docker_registry_credentials_stay_strings_and_follow_config(ctx, port):
     )
     state = ctx.run(ctx.on.relation_changed(relation, remote_unit=0), state)
     databag = state.get_relation(relation.id).local_unit_data
-    assert databag["basic_user"] == '"admin"'
-    assert databag["basic_password"] == '"12345"'  # a raw 12345 would decode as an int
+    user, password = json.loads(databag["basic_user"]), json.loads(databag["basic_password"])
+    assert user == f"juju-containerd-{relation.id}"
+    assert isinstance(password, str)
+    assert len(password) >= 24
+    assert "12345" not in databag.values()
     state = ctx.run(ctx.on.config_changed(), with_config(state, auth_basic_password=""))
     databag = state.get_relation(relation.id).local_unit_data
     assert (databag["basic_user"], databag["basic_password"]) == ("null", "null")

@@ -59,7 +59,8 @@ INVALID = [
             "auth-token-root-certs": b64(CA.cert_pem),
             "auth-basic-password": "pw",
         },
-        "auth-basic-password, auth-token-*: basic and token auth are exclusive",
+        "auth-basic-password, auth-users, auth-anonymous-pull, auth-token-*:"
+        " basic and token auth are exclusive",
     ),
     ({"cache-remoteurl": "docker.io"}, "cache-remoteurl: must be an absolute http(s) URL"),
     (

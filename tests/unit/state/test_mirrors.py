@@ -102,17 +102,18 @@ def test_each_mirror_gets_a_cache_and_a_route_and_the_front_takes_the_port():
     assert cache["http"]["addr"] == str(ghcr.socket)
     assert "debug" not in cache["http"], "one debug port: the main registry's"
     assert cache["storage"]["filesystem"] == {"rootdirectory": "/srv/registry/mirrors/ghcr.io"}
-    assert (
-        cache["auth"]
-        == main["auth"]
-        == {"htpasswd": {"realm": "docker-registry", "path": "/etc/docker/registry/htpasswd"}}
-    )
+    # Behind the front only haproxy may connect: it checks credentials and rights.
+    assert "auth" not in cache
+    assert "auth" not in main
+    assert layout.htpasswd_auth is None
     haproxy = front.haproxy_config
     assert f"bind :5000 ssl crt '{front.pem_path}'" in haproxy
     assert f"acl {ghcr.backend} path_beg '/v2/ghcr.io/'" in haproxy
     assert r"replace-path '^/v2/ghcr\.io/?(.*)$' '/v2/\1'" in haproxy
     assert "user haproxy" in haproxy
     assert "tune.bufsize 65536" in haproxy
+    assert "    user 'admin' password '$2b$05$hash-of-admin'" in haproxy
+    assert "http-request auth realm 'docker-registry'" in haproxy
     # Requests wait while a registry restarts (its socket is gone for a moment).
     assert f"lua-load '{front.lua_path}'" in haproxy
     assert f"http-request lua.await_socket '{ghcr.socket}'\n" in haproxy
