@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import ops
 
-from relations import cert_provider, docker_registry, peer, website
+from relations import cert_provider, cos_agent, docker_registry, peer, website
 from state.config import CharmConfig, InvalidConfigError, secret_uris
 from state.front import SERVICE_TEMPLATE
 from state.plan import (
@@ -90,6 +90,9 @@ class DockerRegistryCharm(ops.CharmBase):
             on[cert_provider.ENDPOINT].relation_joined,
             on[cert_provider.ENDPOINT].relation_changed,
             on[cert_provider.ENDPOINT].relation_broken,
+            on[cos_agent.ENDPOINT].relation_joined,
+            on[cos_agent.ENDPOINT].relation_changed,
+            on[cos_agent.ENDPOINT].relation_broken,
         ):
             framework.observe(event, self._reconcile)
         framework.observe(on.stop, self._on_stop)
@@ -187,6 +190,7 @@ class DockerRegistryCharm(ops.CharmBase):
                 maintenance=maintenance,
                 client_auth=config.tls_client_auth == "on"
                 or (config.tls_client_auth == "" and self._stored.established_client_auth),
+                cos_agent=cos_agent.related(self),
             )
         )
 
@@ -298,11 +302,14 @@ class DockerRegistryCharm(ops.CharmBase):
             shared_storage=desired.data_dir is None,
         )
         self.cert_provider.publish_legacy_request()
+        if desired.observability:
+            cos_agent.publish(self, desired.observability)
         if self._stored.stopped_by_operator:
             return
         self._port_held = self.registry.port_held_by_another(desired)
         if self.registry.apply(desired):
             self.registry.wait_until_answering(desired)
+        self.registry.write_health_metrics(desired)
         self._remember_checked(desired.tls)
 
     def _on_stop(self, _: ops.EventBase) -> None:

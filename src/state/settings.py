@@ -128,3 +128,7 @@ def secret_value(content: Mapping[str, str] | None, key: str) -> str | None:
     if key in content:
         return content[key]
     return next(iter(content.values())) if len(content) == 1 else None
+
+
+METRICS_TEXTFILE_DIR = "/var/lib/docker-registry-charm/metrics"
+"""`.prom` files the charm writes in its hooks; the textfile exporter serves them."""
