@@ -41,6 +41,7 @@ from relations.cos_agent import DASHBOARDS_DIR, ENDPOINT, KEY  # noqa: E402
 from support import oci, pki, skopeo  # noqa: E402
 from support.prometheus import Prometheus, prometheus, with_topology  # noqa: E402
 from support.registry import RegistryProcess  # noqa: E402
+from support.wait import free_port  # noqa: E402
 
 VARIABLES = {"$__rate_interval": "20s"}
 """Grafana's variables as the renderer substitutes them; the topology ones match all."""
@@ -112,7 +113,7 @@ def render(server: Prometheus, dashboard: dict, start: float, end: float, out: P
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=90)
     parser.add_argument("--out", type=Path, default=PROJECT / "docs/images")
     args = parser.parse_args()
@@ -138,8 +139,6 @@ def main() -> None:
             "cache-mirrors": f"docker.io: {upstream.url}\n",
         }
         ctx = charm_context(machine)
-        from support.wait import free_port
-
         port = free_port()
         state = unit_state(
             port, config=config, relations=[testing.PeerRelation("peer"), collector]
