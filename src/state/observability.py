@@ -102,7 +102,10 @@ def plan_observability(
 
     `exporter_unit` renders the textfile exporter's systemd unit from its address.
     """
-    last = debug_port + MIRRORS_OFFSET + len(mirror_hosts) - 1
+    metrics = prometheus_metrics or cos_agent
+    last = debug_port + (MIRRORS_OFFSET + len(mirror_hosts) - 1 if cos_agent else REGISTRY_OFFSET)
+    if not metrics:
+        last = debug_port  # nothing listens above it
     if last > 65535:
         raise MetricsPortsError(
             f"debug-port: the loopback metrics ports above it ({debug_port + 1}-{last})"
@@ -113,7 +116,6 @@ def plan_observability(
             f"registry-port, debug-port: the loopback metrics use ports {debug_port + 1}-{last};"
             " registry-port must be outside them"
         )
-    metrics = prometheus_metrics or cos_agent
     registry_debug = loopback(debug_port, REGISTRY_OFFSET) if metrics else None
     mirror_debug = tuple(
         loopback(debug_port, MIRRORS_OFFSET + i) if cos_agent else None

@@ -19,6 +19,7 @@ def plan(
     listen_host: str = "",
     proxy_addresses: tuple[str, ...] = (),
     client_auth: bool = False,
+    cos_agent: bool = False,
     **options: object,
 ) -> RegistryPlan:
     """The plan of a unit at `address` for `config` (or the options given by field name)."""
@@ -34,6 +35,7 @@ def plan(
             primary_address=address,
             proxy_addresses=proxy_addresses,
             client_auth=client_auth,
+            cos_agent=cos_agent,
         )
     )
 
