@@ -33,13 +33,12 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from ops import testing  # noqa: E402
 
-from charm_context import b64, charm_context, unit_state  # noqa: E402
+from charm_context import charm_context  # noqa: E402
 from local_machine import LocalMachine  # noqa: E402
-from relations.cos_agent import DASHBOARDS_DIR, ENDPOINT, KEY  # noqa: E402
-from support import oci, pki, skopeo  # noqa: E402
-from support.prometheus import Prometheus, prometheus, with_topology  # noqa: E402
+from relations.cos_agent import DASHBOARDS_DIR  # noqa: E402
+from support import oci, skopeo  # noqa: E402
+from support.prometheus import Prometheus, observed_unit, prometheus, with_topology  # noqa: E402
 from support.registry import RegistryProcess  # noqa: E402
 from support.wait import free_port  # noqa: E402
 
@@ -108,7 +107,7 @@ def render(server: Prometheus, dashboard: dict, start: float, end: float, out: P
         figure.savefig(path)
         plt.close(figure)
         written.append(path)
-        print(f"{path.relative_to(PROJECT)}: {lines} series")
+        print(f"{path}: {lines} series")
     return written
 
 
@@ -129,27 +128,14 @@ def main() -> None:
             f"docker://{upstream.netloc}/library/app:v1",
             dest_tls_verify=False,
         )
-        ca = pki.make_ca()
-        cert, key = pki.issue(ca, "127.0.0.1", ["127.0.0.1"], days=40)
-        collector = testing.Relation(ENDPOINT, remote_app_name="grafana-agent")
-        config = {
-            "tls-cert-blob": b64(cert),
-            "tls-key-blob": b64(key),
-            "tls-ca-blob": b64(ca.cert_pem),
-            "cache-mirrors": f"docker.io: {upstream.url}\n",
-        }
         ctx = charm_context(machine)
         port = free_port()
-        state = unit_state(
-            port, config=config, relations=[testing.PeerRelation("peer"), collector]
-        )
-        state = ctx.run(ctx.on.relation_changed(collector), state)
+        state, payload = observed_unit(ctx, port, upstream.url, certificate_days=40)
         skopeo.copy(
             oci.layout_ref(layout, "v1"),
             f"docker://127.0.0.1:{port}/team/app:v1",
             dest_tls_verify=False,
         )
-        payload = json.loads(state.get_relation(collector.id).local_unit_data[KEY])
         with prometheus(with_topology(payload["metrics_scrape_jobs"]), interval="2s") as server:
             server.wait_all_up()
             start = time.time()

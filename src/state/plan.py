@@ -478,12 +478,9 @@ def plan_registry(inputs: PlanInputs) -> RegistryPlan:
         haproxy_config_path=inputs.on_host(HAPROXY_CONFIG_PATH),
         exporter_unit_path=inputs.on_host(EXPORTER_UNIT_PATH),
         outbound_proxies={
-            scheme: proxy
-            for scheme, proxy in (
-                ("http", config.registry_http_proxy),
-                ("https", config.registry_https_proxy),
-            )
-            if proxy
+            scheme: environment[f"{scheme.upper()}_PROXY"]
+            for scheme in ("http", "https")
+            if f"{scheme.upper()}_PROXY" in environment
         },
         **paths,
     )

@@ -15,7 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from ops import testing
 
+from charm_context import b64, unit_state
+from relations.cos_agent import ENDPOINT, KEY
+from support import pki
 from support.wait import free_port, wait_for
 
 TOPOLOGY_LABELS = {
@@ -45,6 +49,29 @@ def shortened(rules: dict[str, Any], wait: str = "1s") -> dict[str, Any]:
             if "for" in rule:
                 rule["for"] = wait
     return rules
+
+
+def observed_unit(
+    ctx: testing.Context, port: int, upstream_url: str, *, certificate_days: int
+) -> tuple[testing.State, dict[str, Any]]:
+    """A unit serving TLS with one mirror of `upstream_url` and a collector related.
+
+    Returns the state after the collector's relation-changed and the payload it got.
+    """
+    ca = pki.make_ca()
+    cert, key = pki.issue(ca, "127.0.0.1", ["127.0.0.1"], days=certificate_days)
+    collector = testing.Relation(
+        ENDPOINT, remote_app_name="grafana-agent", remote_units_data={0: {}}
+    )
+    config = {
+        "tls-cert-blob": b64(cert),
+        "tls-key-blob": b64(key),
+        "tls-ca-blob": b64(ca.cert_pem),
+        "cache-mirrors": f"docker.io: {upstream_url}\n",
+    }
+    state = unit_state(port, config=config, relations=[testing.PeerRelation("peer"), collector])
+    state = ctx.run(ctx.on.relation_changed(collector, remote_unit=0), state)
+    return state, json.loads(state.get_relation(collector.id).local_unit_data[KEY])
 
 
 class Prometheus:
