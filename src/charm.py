@@ -316,6 +316,7 @@ class DockerRegistryCharm(ops.CharmBase):
         """The unit is going away: stop serving, keep the images."""
         self._stopped_for = STOPPED_FOR_JUJU
         self.registry.stop()
+        self.registry.stop_exporter()
 
     def _on_start_action(self, event: ops.ActionEvent) -> None:
         self._stored.stopped_by_operator = False

@@ -31,6 +31,7 @@ from state.front import FrontPlan
 from state.observability import (
     EXPORTER_PACKAGE,
     EXPORTER_SERVICE,
+    EXPORTER_UNIT_PATH,
     TEXTFILE_NAME,
     UnitHealth,
     textfile_metrics,
@@ -242,6 +243,11 @@ class Registry:
         if changed:
             self.machine.daemon_reload()
         self._start_or_restart(EXPORTER_SERVICE, changed)
+
+    def stop_exporter(self) -> None:
+        """Stop the textfile exporter the charm runs (the unit is going away); files stay."""
+        if (self.machine.root / EXPORTER_UNIT_PATH.lstrip("/")).exists():
+            self.machine.stop(EXPORTER_SERVICE)
 
     def write_health_metrics(self, plan: RegistryPlan, timeout: float = 3.0) -> None:
         """Measure what the registry has no metric for; write it where the exporter reads it.

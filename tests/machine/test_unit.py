@@ -102,9 +102,15 @@ def test_push_and_pull_with_skopeo(unit: Unit, images):
 
 
 def test_metrics(unit: Unit):
-    status, body = unit.machine.http("http://127.0.0.1:5001/metrics")
+    machine = unit.machine
+    status, body = machine.http("http://127.0.0.1:5001/metrics")
     assert status == 200
     assert "registry_http_requests_total" in body
+    # haproxy holds debug-port and passes /metrics only; the profiler is on loopback.
+    assert machine.active("haproxy")
+    assert machine.http("http://127.0.0.1:5001/debug/pprof/")[0] == 403
+    assert machine.http("http://127.0.0.1:5001/debug/vars")[0] == 403
+    assert machine.http("http://127.0.0.1:5002/debug/pprof/")[0] == 200
 
 
 def test_cache_mirrors_on_a_running_unit(unit: Unit, images):
@@ -158,9 +164,12 @@ def test_emptying_cache_mirrors_leaves_nothing_behind(unit: Unit, images):
     answer = unit.event("config_changed", cache_mirrors="")
     assert answer == {"status": "active", "message": f"Ready at {REGISTRY} (https)."}
     machine = unit.machine
-    for service in ("haproxy", "docker-registry-mirror@upstream.test"):
-        assert not machine.active(service), service
-        assert not machine.enabled(service), service
+    service = "docker-registry-mirror@upstream.test"
+    assert not machine.active(service)
+    assert not machine.enabled(service)
+    # prometheus-metrics is on: haproxy stays, for the /metrics frontend alone.
+    assert machine.active("haproxy")
+    assert machine.http("http://127.0.0.1:5001/metrics")[0] == 200
     for path in (
         "/run/docker-registry",
         "/etc/systemd/system/docker-registry-mirror@.service",

@@ -147,3 +147,9 @@ def test_mirrors_get_their_own_scrape_job_and_haproxy_its_exporter(ctx, machine,
     )
     body = scrape(textfile)
     assert 'docker_registry_mirror_upstream_up{mirror="docker.io"} 0' in body
+
+
+def test_the_exporter_stops_with_the_unit(ctx, machine, related):
+    assert machine.running("docker-registry-node-exporter")
+    ctx.run(ctx.on.stop(), related)
+    assert not machine.running("docker-registry-node-exporter")
