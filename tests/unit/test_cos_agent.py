@@ -12,9 +12,9 @@ import pytest
 from cosl import LZMABase64
 from ops import testing
 
-from charm_context import unit_state, with_relation
+from charm_context import unit_state, with_config, with_relation
 from relations.cos_agent import ENDPOINT, KEY
-from support.wait import wait_for
+from support.wait import free_port, wait_for
 
 FIELDS = {
     "metrics_alert_rules",
@@ -153,3 +153,30 @@ def test_the_exporter_stops_with_the_unit(ctx, machine, related):
     assert machine.running("docker-registry-node-exporter")
     ctx.run(ctx.on.stop(), related)
     assert not machine.running("docker-registry-node-exporter")
+
+
+def test_the_payload_follows_the_config(ctx, related):
+    state = ctx.run(
+        ctx.on.config_changed(),
+        with_config(
+            related, cache_mirrors="docker.io: http://127.0.0.1:9", debug_port=free_port()
+        ),
+    )
+    jobs = published(state)["metrics_scrape_jobs"]
+    debug_port = int(state.config["debug-port"])
+    addresses = {
+        j["static_configs"][0]["labels"]["component"]: j["static_configs"][0]["targets"][0]
+        for j in jobs
+    }
+    assert addresses == {
+        "registry": f"127.0.0.1:{debug_port + 1}",
+        "haproxy": f"127.0.0.1:{debug_port + 2}",
+        "textfile": f"127.0.0.1:{debug_port + 3}",
+        "mirror": f"127.0.0.1:{debug_port + 4}",
+    }
+    state = ctx.run(ctx.on.config_changed(), with_config(state, cache_mirrors=""))
+    components = {
+        j["static_configs"][0]["labels"]["component"]
+        for j in published(state)["metrics_scrape_jobs"]
+    }
+    assert components == {"registry", "textfile"}
