@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import ops
 
-from relations import cert_provider, docker_registry, nrpe, peer, website
+from relations import cert_provider, cos_agent, docker_registry, nrpe, peer, website
 from state.access import RelationCredential
 from state.config import CharmConfig, InvalidConfigError, secret_uris
 from state.front import PACKAGES as FRONT_PACKAGES
@@ -126,6 +126,9 @@ class DockerRegistryCharm(ops.CharmBase):
             on[nrpe.ENDPOINT].relation_joined,
             on[nrpe.ENDPOINT].relation_changed,
             on[nrpe.ENDPOINT].relation_broken,
+            on[cos_agent.ENDPOINT].relation_joined,
+            on[cos_agent.ENDPOINT].relation_changed,
+            on[cos_agent.ENDPOINT].relation_broken,
         ):
             framework.observe(event, self._reconcile)
         framework.observe(on.stop, self._on_stop)
@@ -248,6 +251,7 @@ class DockerRegistryCharm(ops.CharmBase):
                 or (config.tls_client_auth == "" and self._stored.established_client_auth),
                 access=access,
                 password_hashes=self.registry.password_hashes(access),
+                cos_agent=cos_agent.related(self),
             )
         )
 
@@ -368,11 +372,14 @@ class DockerRegistryCharm(ops.CharmBase):
             shared_storage=desired.data_dir is None,
         )
         self.cert_provider.publish_legacy_request()
+        if desired.observability:
+            cos_agent.publish(self, desired.observability)
         if self._stored.stopped_by_operator:
             return
         self._port_held = self.registry.port_held_by_another(desired)
         if self.registry.apply(desired):
             self.registry.wait_until_answering(desired)
+        self.registry.write_health_metrics(desired)
         self._remember_checked(desired.tls)
         # Kept across hooks: actions' hooks do not reconcile, and must not hide it.
         self._stored.maintenance_problem = (
@@ -477,6 +484,7 @@ class DockerRegistryCharm(ops.CharmBase):
         self._stopped_for = STOPPED_FOR_JUJU
         self.registry.apply_maintenance(None)
         self.registry.stop()
+        self.registry.stop_exporter()
 
     def _on_start_action(self, event: ops.ActionEvent) -> None:
         self._stored.stopped_by_operator = False

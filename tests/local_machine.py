@@ -12,6 +12,7 @@ import collections
 import contextlib
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -207,6 +208,14 @@ class LocalMachine:
             if (match := re.fullmatch(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"', line))
         }
 
+    def _exec_start(self, service: str) -> list[str]:
+        """The command line of the unit file the charm wrote for `service`."""
+        unit = (self.root / f"etc/systemd/system/{service}.service").read_text()
+        match = re.search(r"^ExecStart=(.*)$", unit, re.M)
+        if match is None:
+            raise RuntimeError(f"{service}.service has no ExecStart")
+        return shlex.split(match[1].replace("{", "{{").replace("}", "}}"))
+
     def log(self, service: str) -> str:
         """What the service printed so far."""
         path = self._log_path(service)
@@ -218,7 +227,9 @@ class LocalMachine:
     def _launch(self, service: str) -> None:
         self.launches[service] += 1
         template, at, instance = service.partition("@")
-        command = SERVICE_COMMANDS[f"{template}@" if at else service]
+        command = SERVICE_COMMANDS.get(f"{template}@" if at else service)
+        if command is None:  # a unit the charm writes whole: run its ExecStart
+            command = self._exec_start(service)
         argv = [part.format(root=self.root, instance=instance) for part in command]
         log_path = self._log_path(service)
         log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -107,6 +107,14 @@ class Unit:
         self.answers["upgrade_charm"] = self._request(request)
         return self.answers["upgrade_charm"]
 
+    def relate(self, endpoint: str) -> dict:
+        """Relate a subordinate to `endpoint`; the unit's status and its databag after."""
+        return self._request({"relate": endpoint})
+
+    def unrelate(self, endpoint: str) -> dict:
+        """Remove `endpoint`'s relation (relation-broken, then config-changed without it)."""
+        return self._request({"unrelate": endpoint})
+
     def storage(self, event: str) -> dict:
         """Fire storage_attached or storage_detaching for the `data` storage."""
         return self._request({"storage": event})

@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import jinja2
 
 from state.access import AccessPlan
 from state.mirrors import Mirror
+from state.observability import ObservabilityPlan
 from state.settings import Storage, Upstream
 from state.tls import ServerTLS
 
@@ -46,8 +48,20 @@ MIRRORS_DATA_SUBDIR = "mirrors"
 UMASK = "0007"
 """Sockets in the setgid socket directory get group haproxy and mode 0770."""
 
-RenderRegistry = Callable[[Path, "Upstream | None", dict], str]
-"""Renders a registry config.yml: (unix socket, upstream, storage params) -> YAML."""
+
+class RenderRegistry(Protocol):
+    """Renders a registry config.yml."""
+
+    def __call__(
+        self,
+        socket: Path,
+        upstream: Upstream | None,
+        storage_params: dict,
+        *,
+        debug_addr: str | None,
+    ) -> str:
+        """(unix socket, upstream, storage params, loopback debug address) -> YAML."""
+        ...
 
 
 def mirror_service(host: str) -> str:
@@ -132,6 +146,7 @@ def plan_front(
     storage: Storage,
     data_dir: Path | None,
     render_registry: RenderRegistry,
+    metrics: ObservabilityPlan,
     realm: str,
     access: AccessPlan | None = None,
     password_hashes: Mapping[str, str] | None = None,
@@ -148,7 +163,7 @@ def plan_front(
     socket_dir = on_host(SOCKET_DIR)
     config_dir = on_host(MIRROR_CONFIG_DIR)
     instances = []
-    for index, mirror in enumerate(mirrors):
+    for index, (mirror, debug_addr) in enumerate(zip(mirrors, metrics.mirror_debug, strict=True)):
         socket_name = hashlib.sha256(mirror.host.encode()).hexdigest()[:12]
         socket = socket_dir / f"{socket_name}.sock"
         storage_params = mirror_storage(storage, data_dir, mirror.host)
@@ -157,7 +172,9 @@ def plan_front(
                 host=mirror.host,
                 service=mirror_service(mirror.host),
                 config_path=config_dir / f"{mirror.host}.yml",
-                config_yaml=render_registry(socket, mirror.upstream, storage_params),
+                config_yaml=render_registry(
+                    socket, mirror.upstream, storage_params, debug_addr=debug_addr
+                ),
                 socket=socket,
                 data_dir=(data_dir / MIRRORS_DATA_SUBDIR / mirror.host) if data_dir else None,
                 backend=f"mirror{index}",
@@ -190,6 +207,7 @@ def plan_front(
         hashes=hashes,
         generation=generation,
         generation_path=GENERATION_PATH,
+        metrics=metrics,
     )
     return FrontPlan(
         haproxy_config=haproxy_config,

@@ -21,7 +21,13 @@ import jinja2
 
 from state.access import AccessPlan
 from state.config import CharmConfig
-from state.front import UMASK, FrontPlan, plan_front
+from state.front import HAPROXY_CONFIG_PATH, UMASK, FrontPlan, plan_front
+from state.observability import (
+    EXPORTER_UNIT_PATH,
+    MetricsPortsError,
+    ObservabilityPlan,
+    plan_observability,
+)
 from state.settings import (
     CLIENT_CAS_PATH,
     CONFIG_PATH,
@@ -29,6 +35,7 @@ from state.settings import (
     DROPIN_PATH,
     ENVIRONMENT_PATH,
     HTPASSWD_PATH,
+    METRICS_TEXTFILE_DIR,
     TOKEN_ROOT_CERTS_PATH,
     BasicAuth,
     TokenAuth,
@@ -90,6 +97,14 @@ class RegistryPlan:
     """Whether the registry refuses pushes (config or maintenance)."""
     client_cas_path: Path | None = None
     """With mutual TLS, the CAs whose clients are admitted; None: any client may connect."""
+    observability: ObservabilityPlan | None = None
+    """Where metrics are served and what the collector scrapes."""
+    metrics_haproxy_config: str | None = None
+    """haproxy.cfg when haproxy runs only to serve `/metrics` on debug-port (no front)."""
+    haproxy_config_path: Path | None = None
+    exporter_unit_path: Path | None = None
+    outbound_proxies: dict[str, str] = field(default_factory=dict, repr=False)
+    """The registry's outbound proxy by URL scheme (for probes of the upstreams)."""
     access: AccessPlan | None = field(default=None, repr=False)
     """Who may do what (state/access.py); None: no access control."""
 
@@ -236,6 +251,8 @@ class PlanInputs:
     """Who may do what (`state.access.plan_access`)."""
     password_hashes: Mapping[str, str] = field(default_factory=dict, repr=False)
     """The bcrypt hash of each of `access`'s users, by name."""
+    cos_agent: bool = False
+    """A collector is related on cos-agent: metrics on loopback only, scraped by it."""
 
     def on_host(self, path: str) -> Path:
         """`path` on the unit's file system."""
@@ -343,6 +360,38 @@ def plan_environment(config: CharmConfig) -> dict[str, str]:
     return environment
 
 
+def plan_metrics(inputs: PlanInputs) -> ObservabilityPlan:
+    """Where the metrics servers listen (`state/observability.py`) for these inputs."""
+    config = inputs.config
+    try:
+        return plan_observability(
+            debug_port=config.debug_port,
+            registry_port=config.registry_port,
+            prometheus_metrics=config.prometheus_metrics,
+            cos_agent=inputs.cos_agent,
+            listen_host=inputs.listen_host,
+            mirror_hosts=tuple(m.host for m in config.mirrors),
+            front=bool(config.mirrors),
+            exporter_unit=lambda address: inputs.templates.get_template(
+                "node-exporter.service.j2"
+            ).render(
+                address=address,
+                textfile_dir=inputs.on_host(METRICS_TEXTFILE_DIR),
+            ),
+        )
+    except MetricsPortsError as e:
+        raise PlanError(str(e)) from e
+
+
+def render_metrics_haproxy(inputs: PlanInputs, metrics: ObservabilityPlan) -> str:
+    """haproxy.cfg with only the metrics frontends: haproxy runs without a front."""
+    return inputs.templates.get_template("haproxy.cfg.j2").render(
+        drop_privileges=inputs.root == Path("/"),
+        registry_socket=None,
+        metrics=metrics,
+    )
+
+
 def plan_registry(inputs: PlanInputs) -> RegistryPlan:
     """The registry this unit should run, with the front and mirrors when there are any."""
     config = inputs.config
@@ -351,8 +400,9 @@ def plan_registry(inputs: PlanInputs) -> RegistryPlan:
     tls, client_ca = tls_plan.tls, tls_plan.client_ca
     address = plan_address(inputs, tls)
     storage = plan_storage(inputs)
+    observability = plan_metrics(inputs)
     ports = (config.registry_port,)
-    if config.prometheus_metrics:
+    if observability.debug_frontend:
         ports += (config.debug_port,)
     paths = {
         "config_path": inputs.on_host(CONFIG_PATH),
@@ -405,6 +455,7 @@ def plan_registry(inputs: PlanInputs) -> RegistryPlan:
             storage=config.storage,
             data_dir=storage.data_dir,
             render_registry=render_registry,
+            metrics=observability,
             realm=inputs.realm,
             access=access,
             password_hashes=inputs.password_hashes,
@@ -415,9 +466,7 @@ def plan_registry(inputs: PlanInputs) -> RegistryPlan:
         storage.params,
         # haproxy terminates TLS when there is a front.
         tls=None if front else tls,
-        debug_addr=f"{inputs.listen_host}:{config.debug_port}"
-        if config.prometheus_metrics
-        else None,
+        debug_addr=observability.registry_debug,
         read_only=read_only,
     )
     environment = plan_environment(config)
@@ -446,5 +495,18 @@ def plan_registry(inputs: PlanInputs) -> RegistryPlan:
         read_only=read_only,
         client_cas_path=client_ca,
         access=access,
+        observability=observability,
+        metrics_haproxy_config=(
+            render_metrics_haproxy(inputs, observability)
+            if front is None and observability.debug_frontend
+            else None
+        ),
+        haproxy_config_path=inputs.on_host(HAPROXY_CONFIG_PATH),
+        exporter_unit_path=inputs.on_host(EXPORTER_UNIT_PATH),
+        outbound_proxies={
+            scheme: environment[f"{scheme.upper()}_PROXY"]
+            for scheme in ("http", "https")
+            if f"{scheme.upper()}_PROXY" in environment
+        },
         **paths,
     )

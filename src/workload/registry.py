@@ -31,8 +31,16 @@ from state.access import AccessPlan
 from state.config import CHARM_FILES
 from state.front import FrontPlan
 from state.maintenance import SERVICE_PATH, TIMER, TIMER_PATH, MaintenancePlan
+from state.observability import (
+    EXPORTER_PACKAGE,
+    EXPORTER_SERVICE,
+    EXPORTER_UNIT_PATH,
+    TEXTFILE_NAME,
+    UnitHealth,
+    textfile_metrics,
+)
 from state.plan import RegistryPlan
-from state.settings import CHARM_PASSWORD_PATH, CLIENT_CAS_PATH
+from state.settings import CHARM_PASSWORD_PATH, CLIENT_CAS_PATH, METRICS_TEXTFILE_DIR
 from workload.client_identity import identity_for
 from workload.machine import Machine
 from workload.maintenance import calendar_problem
@@ -200,7 +208,84 @@ class Registry:
             self._await_front_generation(plan)
         else:
             self._remove_sockets()
+            self._apply_metrics_haproxy(plan)
+        self._apply_exporter(plan)
         return restarted
+
+    def _apply_metrics_haproxy(self, plan: RegistryPlan) -> None:
+        """Without a front, haproxy runs only to serve `/metrics` on debug-port, if asked."""
+        path = plan.haproxy_config_path
+        if path is None:
+            return
+        if plan.metrics_haproxy_config is None:
+            if self._own(path) and self.machine.running(front.HAPROXY_SERVICE):
+                logger.info("no metrics frontend wanted: stopping haproxy")
+                self.machine.stop(front.HAPROXY_SERVICE)
+            return
+        if shutil.which("haproxy") is None:
+            self.machine.install_packages(front.PACKAGES, services=(front.HAPROXY_SERVICE,))
+        changed = self._write(path, FileSpec(plan.metrics_haproxy_config))
+        self._start_or_restart(front.HAPROXY_SERVICE, changed, reload=True)
+
+    def _apply_exporter(self, plan: RegistryPlan) -> None:
+        """Run the textfile exporter for a collector; stop and remove it when there is none.
+
+        The package's own service (all collectors on :9100) stays disabled
+        unless the operator had enabled it.
+        """
+        exporter = plan.observability.exporter if plan.observability else None
+        path = plan.exporter_unit_path
+        if path is None:
+            return
+        if exporter is None:
+            if path.exists() and self._own(path):
+                self.machine.stop(EXPORTER_SERVICE)
+                self._write(path, None)
+                self.machine.daemon_reload()
+            return
+        if shutil.which(EXPORTER_PACKAGE) is None:
+            self.machine.install_packages((EXPORTER_PACKAGE,), services=(EXPORTER_PACKAGE,))
+        textfile_dir = self.machine.root / exporter.textfile_dir.lstrip("/")
+        textfile_dir.mkdir(parents=True, exist_ok=True)
+        textfile_dir.chmod(0o755)
+        changed = self._write(path, FileSpec(exporter.unit))
+        if changed:
+            self.machine.daemon_reload()
+        self._start_or_restart(EXPORTER_SERVICE, changed)
+
+    def stop_exporter(self) -> None:
+        """Stop the textfile exporter the charm runs (the unit is going away); files stay."""
+        if (self.machine.root / EXPORTER_UNIT_PATH.lstrip("/")).exists():
+            self.machine.stop(EXPORTER_SERVICE)
+
+    def write_health_metrics(self, plan: RegistryPlan, timeout: float = 3.0) -> None:
+        """Measure what the registry has no metric for; write it where the exporter reads it.
+
+        Without a collector, the file is removed (only ours: the folder is shared).
+        """
+        exporter = plan.observability.exporter if plan.observability else None
+        textfile_dir = self.machine.root / (
+            exporter.textfile_dir if exporter else METRICS_TEXTFILE_DIR
+        ).lstrip("/")
+        path = textfile_dir / TEXTFILE_NAME
+        if exporter is None:
+            self._write(path, None)
+            return
+        usage = self.storage_usage(plan)
+        mirrors = plan.front.mirrors if plan.front else ()
+        health = UnitHealth(
+            storage_used_bytes=usage.used if usage else None,
+            storage_free_bytes=usage.free if usage else None,
+            storage_healthy=not self.storage_failing(plan, timeout),
+            certificate_not_after=(
+                plan.tls.not_after.timestamp() if plan.tls and plan.tls.not_after else None
+            ),
+            upstreams_reachable={
+                m.host: upstream_answers(m.upstream_url, plan.outbound_proxies, timeout)
+                for m in mirrors
+            },
+        )
+        self._write(path, FileSpec(textfile_metrics(health)))
 
     def _start_or_restart(self, service: str, changed: bool, *, reload: bool = False) -> bool:
         """Start `service` if it is down; if what it reads changed, restart (or reload) it."""
@@ -590,6 +675,19 @@ def _kept_hash(stored: dict[str, str], user: str, password: str) -> str | None:
     except ValueError:  # not a well-formed hash: make a new one
         pass
     return None
+
+
+def upstream_answers(url: str, proxies: dict[str, str], timeout: float) -> bool:
+    """Whether the registry at `url` answers its API base (any HTTP status), through `proxies`."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler(proxies))
+    try:
+        with opener.open(f"{url.rstrip('/')}/v2/", timeout=timeout):
+            return True
+    except urllib.error.HTTPError as e:
+        e.close()
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def _remove_if_empty(folder: Path) -> None:

@@ -85,6 +85,18 @@ def handle(
     answer: dict = {}
     if "subordinate" in request:
         return relate_subordinate(ctx, state, request), answer
+    if "relate" in request:  # a subordinate on this machine joins the endpoint
+        relation = testing.Relation(request["relate"], remote_units_data={0: {}})
+        state = dataclasses.replace(state, relations=[*state.relations, relation])
+        state = ctx.run(ctx.on.relation_changed(relation, remote_unit=0), state)
+        answer["data"] = dict(state.get_relation(relation.id).local_unit_data)
+        return state, answer
+    if "unrelate" in request:
+        relation = next(r for r in state.relations if r.endpoint == request["unrelate"])
+        state = ctx.run(ctx.on.relation_broken(relation), state)
+        remaining = [r for r in state.relations if r.id != relation.id]
+        state = ctx.run(ctx.on.config_changed(), dataclasses.replace(state, relations=remaining))
+        return state, answer
     if "action" in request:
         try:
             state = ctx.run(ctx.on.action(request["action"], params=request["params"]), state)

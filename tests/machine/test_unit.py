@@ -6,6 +6,7 @@ and an apt install); each says what it starts from.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -102,9 +103,45 @@ def test_push_and_pull_with_skopeo(unit: Unit, images):
 
 
 def test_metrics(unit: Unit):
-    status, body = unit.machine.http("http://127.0.0.1:5001/metrics")
+    machine = unit.machine
+    status, body = machine.http("http://127.0.0.1:5001/metrics")
     assert status == 200
     assert "registry_http_requests_total" in body
+    # haproxy holds debug-port and passes /metrics only; the profiler is on loopback.
+    assert machine.active("haproxy")
+    assert machine.http("http://127.0.0.1:5001/debug/pprof/")[0] == 403
+    assert machine.http("http://127.0.0.1:5001/debug/vars")[0] == 403
+    assert machine.http("http://127.0.0.1:5002/debug/pprof/")[0] == 200
+
+
+def test_cos_agent_keeps_every_metrics_server_on_loopback(unit: Unit):
+    answer = unit.relate("cos-agent")
+    assert answer["status"] == "active", answer
+    jobs = json.loads(answer["data"]["config"])["metrics_scrape_jobs"]
+    targets = {
+        j["static_configs"][0]["labels"]["component"]: j["static_configs"][0]["targets"][0]
+        for j in jobs
+    }
+    assert targets == {"registry": "127.0.0.1:5002", "textfile": "127.0.0.1:5004"}
+    machine = unit.machine
+    assert machine.active("docker-registry-node-exporter")
+    # The package's own exporter (every collector, all interfaces) stays off.
+    assert not machine.active("prometheus-node-exporter")
+    assert not machine.enabled("prometheus-node-exporter")
+    assert machine.http("http://127.0.0.1:9100/metrics")[0] == 0
+    # No frontend on debug-port: haproxy has nothing to do without mirrors.
+    assert machine.http("http://127.0.0.1:5001/metrics")[0] == 0
+    assert not machine.active("haproxy")
+    assert machine.http("http://127.0.0.1:5002/metrics")[0] == 200
+    _, textfile = machine.http("http://127.0.0.1:5004/metrics")
+    assert "docker_registry_storage_healthy 1" in textfile
+    assert "docker_registry_certificate_expiry_timestamp_seconds " in textfile
+    assert "docker_registry_storage_free_bytes " in textfile
+    answer = unit.unrelate("cos-agent")
+    assert answer["status"] == "active", answer
+    assert not machine.active("docker-registry-node-exporter")
+    assert machine.active("haproxy")
+    assert machine.http("http://127.0.0.1:5001/metrics")[0] == 200
 
 
 def test_cache_mirrors_on_a_running_unit(unit: Unit, images):
@@ -158,9 +195,12 @@ def test_emptying_cache_mirrors_leaves_nothing_behind(unit: Unit, images):
     answer = unit.event("config_changed", cache_mirrors="")
     assert answer == {"status": "active", "message": f"Ready at {REGISTRY} (https)."}
     machine = unit.machine
-    for service in ("haproxy", "docker-registry-mirror@upstream.test"):
-        assert not machine.active(service), service
-        assert not machine.enabled(service), service
+    service = "docker-registry-mirror@upstream.test"
+    assert not machine.active(service)
+    assert not machine.enabled(service)
+    # prometheus-metrics is on: haproxy stays, for the /metrics frontend alone.
+    assert machine.active("haproxy")
+    assert machine.http("http://127.0.0.1:5001/metrics")[0] == 200
     for path in (
         "/run/docker-registry",
         "/etc/systemd/system/docker-registry-mirror@.service",

@@ -22,6 +22,7 @@ def plan(
     proxy_addresses: tuple[str, ...] = (),
     client_auth: bool = False,
     relations: dict[int, RelationCredential] | None = None,
+    cos_agent: bool = False,
     **options: object,
 ) -> RegistryPlan:
     """The plan of a unit at `address` for `config` (or the options given by field name).
@@ -46,6 +47,7 @@ def plan(
             password_hashes={u.name: f"$2b$05$hash-of-{u.name}" for u in access.users}
             if access
             else {},
+            cos_agent=cos_agent,
         )
     )
 

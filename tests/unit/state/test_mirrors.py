@@ -89,7 +89,7 @@ def test_each_mirror_gets_a_cache_and_a_route_and_the_front_takes_the_port():
     assert main["http"]["net"] == "unix"
     assert main["http"]["addr"] == "/run/docker-registry/registry.sock"
     assert "tls" not in main["http"], "haproxy terminates TLS"
-    assert main["http"]["debug"]["addr"] == ":5001"
+    assert main["http"]["debug"]["addr"] == "127.0.0.1:5002", "debug server on loopback"
     ghcr = next(m for m in front.mirrors if m.host == "ghcr.io")
     assert ghcr.service == "docker-registry-mirror@ghcr.io"
     assert ghcr.config_path == Path("/etc/docker/registry/mirrors/ghcr.io.yml")
@@ -107,6 +107,8 @@ def test_each_mirror_gets_a_cache_and_a_route_and_the_front_takes_the_port():
     assert "auth" not in main
     assert layout.htpasswd_auth is None
     haproxy = front.haproxy_config
+    assert "frontend debug_metrics\n    bind ':5001'\n" in haproxy
+    assert "server registry_debug '127.0.0.1:5002'" in haproxy
     assert f"bind :5000 ssl crt '{front.pem_path}'" in haproxy
     assert f"acl {ghcr.backend} path_beg '/v2/ghcr.io/'" in haproxy
     assert r"replace-path '^/v2/ghcr\.io/?(.*)$' '/v2/\1'" in haproxy

@@ -100,7 +100,7 @@ def test_http_options_and_metrics():
     assert config["http"]["addr"] == ":6000"
     assert "host" not in config["http"], "relative URLs: clients and actions stay where they are"
     assert config["http"]["debug"] == {
-        "addr": ":6001",
+        "addr": "127.0.0.1:6002",
         "prometheus": {"enabled": True, "path": "/metrics"},
     }
     assert config["log"]["level"] == "debug"
