@@ -13,6 +13,7 @@ import email.utils
 import hashlib
 import os
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -95,9 +96,23 @@ def apt(root: Path, state: Path, *argv: str) -> subprocess.CompletedProcess[str]
 
 
 @pytest.fixture
-def mirror(tmp_path: Path) -> tuple[Path, str]:
+def keys(tmp_path: Path) -> Iterator[Callable[[str, str], str]]:
+    """Makes signing keys, each in a GnuPG home of its own; stops their gpg-agents after."""
+    homes: list[Path] = []
+
+    def make(home: str, name: str) -> str:
+        homes.append(tmp_path / home)
+        return new_key(tmp_path / home, name)
+
+    yield make
+    for home in homes:
+        run("gpgconf", "--homedir", str(home), "--kill", "all")
+
+
+@pytest.fixture
+def mirror(tmp_path: Path, keys: Callable[[str, str], str]) -> tuple[Path, str]:
     """A signed repository and the armoured key that signs it."""
-    key = new_key(tmp_path / "gnupg", "Archive Mirror <mirror@test>")
+    key = keys("gnupg", "Archive Mirror <mirror@test>")
     signed_repository(tmp_path / "repo", tmp_path / "gnupg")
     return tmp_path / "repo", key
 
@@ -120,9 +135,9 @@ def test_apt_reads_the_mirror_with_its_key(mirror, tmp_path):
     assert "Candidate: 1.0" in policy.stdout, policy.stdout
 
 
-def test_apt_refuses_the_mirror_with_another_key(mirror, tmp_path):
+def test_apt_refuses_the_mirror_with_another_key(mirror, keys, tmp_path):
     repo, _ = mirror
-    other = new_key(tmp_path / "other-gnupg", "Someone Else <else@test>")
+    other = keys("other-gnupg", "Someone Else <else@test>")
     write_sources(tmp_path / "unit", repo, other)
     updated = apt(tmp_path / "unit", tmp_path / "apt", "apt-get", "update")
     assert updated.returncode != 0
