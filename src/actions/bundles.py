@@ -48,6 +48,7 @@ import lzma
 import os
 import re
 import shutil
+import stat
 import tarfile
 import tempfile
 import zlib
@@ -91,6 +92,9 @@ _TAR_HEADER = 512
 _LOCAL_NAME = {"oci": "layout", "docker": "bundle.tar", "dir": "dir"}
 """What a bundle inside a package is written out as, in its own folder."""
 _COPY_CHUNK = 1024 * 1024
+FOLDER_FILES_LIMIT = 10_000
+"""Files a folder package may make the walk look into; past it the operator names a
+narrower folder (a package holds archives and folders, not a file system)."""
 _READ_ERRORS = (
     OSError,
     ValueError,
@@ -166,7 +170,7 @@ def read_bundle(path: Path, transport: str = "") -> Bundle:
     registry's) unless `transport` is `docker-archive`.
     """
     try:
-        if path.is_dir():
+        if _checked_source(path):
             return _read_layout(path)
         return _read_archive(path, transport)
     except BundleError:
@@ -178,7 +182,7 @@ def read_bundle(path: Path, transport: str = "") -> Bundle:
 def read_package(path: Path) -> tuple[Bundle, ...]:
     """Every bundle a file or folder holds, in the order they come, found by their contents."""
     try:
-        bundles = _read_folder(path) if path.is_dir() else _read_tarball(path)
+        bundles = _read_folder(path) if _checked_source(path) else _read_tarball(path)
     except BundleError:
         raise
     except _READ_ERRORS as e:
@@ -189,6 +193,22 @@ def read_package(path: Path) -> tuple[Bundle, ...]:
             " (neither an OCI archive (index.json) nor a docker save archive (manifest.json))"
         )
     return bundles
+
+
+def _checked_source(path: Path) -> bool:
+    """Whether `path` is a folder; refuse what is neither a folder nor a non-empty file.
+
+    A pipe, a device or a kernel file (`/proc/kmsg`, size 0) would block the
+    action forever or read without end; no image archive is empty.
+    """
+    status = path.stat()
+    if stat.S_ISDIR(status.st_mode):
+        return True
+    if not stat.S_ISREG(status.st_mode):
+        raise BundleError(f"{path} is neither a regular file nor a folder")
+    if status.st_size == 0:
+        raise BundleError(f"{path} is empty")
+    return False
 
 
 def _read_layout(path: Path) -> Bundle:
@@ -245,9 +265,13 @@ def _read_folder(root: Path) -> tuple[Bundle, ...]:
     if _is_dir_image(root):
         return (_read_dir_image(root, root.name),)
     found: list[Bundle] = []
+    device = root.stat().st_dev
+    files_seen = 0
     for folder, subfolders, files in os.walk(root):
         here = Path(folder)
-        subfolders.sort()
+        # One file system: a package never spans mounts, and /proc or /sys would block or
+        # never end.
+        subfolders[:] = sorted(name for name in subfolders if _on_device(here / name, device))
         if here != root and (here / "oci-layout").is_file() and (here / "index.json").is_file():
             found.append(_read_layout(here))
             subfolders.clear()
@@ -255,6 +279,12 @@ def _read_folder(root: Path) -> tuple[Bundle, ...]:
             found.append(_read_dir_image(here, _dir_image_name(here.relative_to(root).as_posix())))
             subfolders.clear()
         else:
+            files_seen += len(files)
+            if files_seen > FOLDER_FILES_LIMIT:
+                raise BundleError(
+                    f"{root} holds more than {FOLDER_FILES_LIMIT} files outside image folders;"
+                    " give the folder the images are in"
+                )
             found.extend(
                 bundle
                 for name in sorted(files)
@@ -265,7 +295,13 @@ def _read_folder(root: Path) -> tuple[Bundle, ...]:
 
 def _read_archive_file(path: Path) -> Bundle | None:
     """The bundle a file in a folder package is, None if it is no image archive."""
-    if not path.is_file() or _BLOB_NAMED.search(path.name):
+    if _BLOB_NAMED.search(path.name):
+        return None
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    if not stat.S_ISREG(status.st_mode) or status.st_size == 0:
         return None
     with path.open("rb") as raw, _opened_tar(raw) as (stream, _):
         if stream is None:
@@ -274,6 +310,13 @@ def _read_archive_file(path: Path) -> Bundle | None:
     with _members(path, compression) as tar:
         scan = _TarScan(tar, inner=True)
     return None if scan.foreign else scan.archive(path, compression, "")
+
+
+def _on_device(folder: Path, device: int) -> bool:
+    try:
+        return folder.lstat().st_dev == device
+    except OSError:
+        return False
 
 
 def _is_dir_image(folder: Path) -> bool:

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tarfile
+import threading
 from collections import namedtuple
 from pathlib import Path
 
@@ -452,3 +453,71 @@ def test_a_bundle_whose_images_are_there_is_never_written_out(package, tmp_path)
     finally:
         sources.close()
     assert len(logged) == 1
+
+
+def _read_within(deadline: float, path: Path, unblock: Path | None = None):
+    """read_package(path) in a thread: its result or error, or None if still reading."""
+    outcome: list = []
+
+    def read() -> None:
+        try:
+            outcome.append(read_package(path))
+        except BundleError as e:
+            outcome.append(e)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(deadline)
+    if reader.is_alive() and unblock is not None:
+        # Release a reader blocked on the pipe so the test process is left clean.
+        with open(unblock, "wb"):
+            pass
+        reader.join(deadline)
+        return None
+    return outcome[0] if outcome else None
+
+
+def test_a_pipe_a_device_or_an_empty_file_is_refused_without_reading(tmp_path):
+    """A FIFO or /proc/kmsg would block the action forever; no archive is empty."""
+    fifo = tmp_path / "images.tar"
+    os.mkfifo(fifo)
+    empty = tmp_path / "empty.tar"
+    empty.touch()
+
+    refused = _read_within(10, fifo, unblock=fifo)
+    assert str(refused) == f"{fifo} is neither a regular file nor a folder"
+    assert str(_read_within(10, Path("/dev/zero"))) == (
+        "/dev/zero is neither a regular file nor a folder"
+    )
+    assert str(_read_within(10, empty)) == f"{empty} is empty"
+    with pytest.raises(BundleError, match="is neither a regular file nor a folder"):
+        read_bundle(fifo, "oci-archive")
+
+
+def test_a_folder_package_skips_pipes_and_empty_files(package, tmp_path):
+    folder, expected = package
+    os.mkfifo(folder / "images" / "a-pipe")
+    (folder / "images" / "core" / "empty.tar").touch()
+
+    bundles = _read_within(30, folder, unblock=folder / "images" / "a-pipe")
+
+    assert bundles is not None
+    assert not isinstance(bundles, BundleError)
+    assert listed(bundles) == expected
+
+
+def test_the_root_folder_is_refused_without_entering_other_file_systems():
+    """`push image=/` once walked into /proc and blocked reading /proc/kmsg."""
+    refused = _read_within(120, Path("/"))
+
+    assert isinstance(refused, BundleError), refused
+    assert "files outside image folders" in str(refused) or "holds no image" in str(refused)
+
+
+def test_a_folder_with_more_files_than_a_package_holds_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(bundles, "FOLDER_FILES_LIMIT", 3)
+    for name in "abcd":
+        (tmp_path / name).write_text("not an image")
+
+    with pytest.raises(BundleError, match="holds more than 3 files outside image folders"):
+        read_package(tmp_path)
