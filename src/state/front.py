@@ -42,6 +42,7 @@ UNIT_PATH = f"/etc/systemd/system/{SERVICE_TEMPLATE}.service"
 DROPIN_PATH = f"/etc/systemd/system/{SERVICE_TEMPLATE}.service.d/10-juju.conf"
 TMPFILES_PATH = "/etc/tmpfiles.d/docker-registry.conf"
 SOCKET_DIR = "/run/docker-registry"
+REGISTRY_SOCKET = "registry.sock"
 GENERATION_PATH = "/.docker-registry-charm/generation"
 """Where the front answers which users it has, so the charm knows a reload took effect."""
 MIRRORS_DATA_SUBDIR = "mirrors"
@@ -183,7 +184,7 @@ def plan_front(
         )
     pem_path = on_host(PEM_PATH)
     lua_path = on_host(LUA_PATH)
-    registry_socket = socket_dir / "registry.sock"
+    registry_socket = socket_dir / REGISTRY_SOCKET
     hashes = password_hashes or {}
     generation = hashlib.sha256(
         "\n".join(

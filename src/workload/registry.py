@@ -200,7 +200,9 @@ class Registry:
         if self._write(plan.dropin_path, FileSpec(plan.dropin)):
             self.machine.daemon_reload()
             changed = True
-        restarted = self._start_or_restart(SERVICE, changed)
+        restarted = self._start_or_restart(
+            SERVICE, changed, socket_path=self._socket_dir() / front.REGISTRY_SOCKET
+        )
         if plan.front is not None:
             restarted |= self._apply_front(plan.front, plan.dropin, restart_all=shared_changed)
             # A reload returns before the new haproxy serves: a revoked user
@@ -287,8 +289,14 @@ class Registry:
         )
         self._write(path, FileSpec(textfile_metrics(health)))
 
-    def _start_or_restart(self, service: str, changed: bool, *, reload: bool = False) -> bool:
-        """Start `service` if it is down; if what it reads changed, restart (or reload) it."""
+    def _start_or_restart(
+        self, service: str, changed: bool, *, reload: bool = False, socket_path: Path | None = None
+    ) -> bool:
+        """Start `service` if it is down; if what it reads changed, restart (or reload) it.
+
+        `socket_path`: where the service listens behind the front, handed
+        over before a restart (`_hand_over_socket`).
+        """
         if not self.machine.running(service):
             logger.info("starting %s", service)
             self.machine.start(service)
@@ -299,6 +307,8 @@ class Registry:
             return True
         if changed:
             logger.info("restarting %s: its configuration changed", service)
+            if socket_path is not None:
+                _hand_over_socket(socket_path)
             self.machine.restart(service)
             return True
         return False
@@ -335,7 +345,7 @@ class Registry:
                 mirror.config_path, FileSpec(mirror.config_yaml, 0o600, secret=True)
             )
             changed |= units_changed or restart_all
-            restarted |= self._start_or_restart(mirror.service, changed)
+            restarted |= self._start_or_restart(mirror.service, changed, socket_path=mirror.socket)
         # Root's only: it holds the users' password hashes (haproxy reads it as root).
         changed = self._write(layout.haproxy_config_path, FileSpec(layout.haproxy_config, 0o600))
         changed |= self._write(layout.lua_path, FileSpec(layout.lua))
@@ -396,12 +406,15 @@ class Registry:
             _remove_if_empty(self.machine.root / folder.lstrip("/"))
         self.machine.daemon_reload()
 
+    def _socket_dir(self) -> Path:
+        return self.machine.root / front.SOCKET_DIR.lstrip("/")
+
     def _remove_sockets(self) -> None:
         """Without the front, nothing listens on the sockets: remove them and their folder.
 
         Distribution 2.8 leaves its socket behind when it stops.
         """
-        socket_dir = self.machine.root / front.SOCKET_DIR.lstrip("/")
+        socket_dir = self._socket_dir()
         if not socket_dir.is_dir():
             return
         for socket_path in socket_dir.glob("*.sock"):
@@ -688,6 +701,31 @@ def upstream_answers(url: str, proxies: dict[str, str], timeout: float) -> bool:
         return True
     except (OSError, ValueError):
         return False
+
+
+def _hand_over_socket(socket_path: Path, timeout: float = 5.0) -> None:
+    """Take a registry's socket from the front, and see every connection on it accepted.
+
+    On SIGTERM the registry closes its listener: a connection haproxy made
+    that it had not accepted yet is reset, and the client gets a 502 (seen
+    under load). Renamed, the socket takes no new connection (the front's
+    requests wait in await-socket.lua for the next registry's); our own
+    request answered through it was queued after every connection before it.
+    """
+    if not socket_path.is_socket():
+        return
+    draining = socket_path.with_name(f"{socket_path.name}.draining")
+    socket_path.rename(draining)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(timeout)
+            probe.connect(str(draining))
+            probe.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            probe.recv(1)  # any answer, or the end of the stream: accepted
+    except OSError as e:
+        logger.warning("%s: no answer before its restart (%s)", socket_path, e)
+    finally:
+        draining.unlink(missing_ok=True)
 
 
 def _remove_if_empty(folder: Path) -> None:
