@@ -15,6 +15,7 @@ import functools
 import logging
 import socket
 import time
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -26,7 +27,7 @@ from state.access import RelationCredential
 from state.config import CharmConfig, InvalidConfigError, secret_uris
 from state.front import PACKAGES as FRONT_PACKAGES
 from state.front import SERVICE_TEMPLATE
-from state.maintenance import MaintenanceRun, plan_maintenance
+from state.maintenance import Lease, MaintenanceRun, plan_maintenance, waiting_for
 from state.nagios import nagios_files, nagios_site, registry_checks
 from state.packages import PackagePlan, plan_packages
 from state.plan import (
@@ -40,7 +41,7 @@ from state.settings import is_absolute_url
 from state.tls import Checked, ServerTLS
 from workload import established
 from workload.machine import Machine, UbuntuMachine
-from workload.maintenance import write_metrics
+from workload.maintenance import arm_lease_expiry, write_metrics
 from workload.nagios import apply_nagios_files
 from workload.packages import apply_sources, install_extra, set_holds
 from workload.registry import PACKAGES, SERVICE, Registry
@@ -62,10 +63,15 @@ class ScheduledMaintenanceEvent(ops.EventBase):
     """The maintenance timer fired (dispatched by `juju-exec`, see state/maintenance.py)."""
 
 
+class MaintenanceLeaseExpiredEvent(ops.EventBase):
+    """A shared-storage maintenance lease this unit followed has expired (a transient timer)."""
+
+
 class DockerRegistryEvents(ops.CharmEvents):
-    """Juju's events, and the one the maintenance timer dispatches."""
+    """Juju's events, and the ones the maintenance timers dispatch."""
 
     scheduled_maintenance = ops.EventSource(ScheduledMaintenanceEvent)
+    maintenance_lease_expired = ops.EventSource(MaintenanceLeaseExpiredEvent)
 
 
 class DockerRegistryCharm(ops.CharmBase):
@@ -109,6 +115,7 @@ class DockerRegistryCharm(ops.CharmBase):
             on.leader_elected,
             on.update_status,
             on.secret_changed,
+            on.maintenance_lease_expired,
             on[peer.ENDPOINT].relation_joined,
             on[peer.ENDPOINT].relation_changed,
             on[peer.ENDPOINT].relation_departed,
@@ -164,9 +171,15 @@ class DockerRegistryCharm(ops.CharmBase):
         """What the registry should be, or the status saying why that is not known.
 
         When it is not known, nothing is applied: the registry keeps serving
-        what it had.
+        what it had. Read-only while a maintenance lease holds.
         """
-        return self._plan()
+        return self._plan(maintenance=self._lease is not None)
+
+    @functools.cached_property
+    def _lease(self) -> Lease | None:
+        """The leader's maintenance lease on shared storage while it holds; None otherwise."""
+        lease = peer.maintenance_lease(self)
+        return lease if lease and lease.active(time.time()) else None
 
     @functools.cached_property
     def _config(self) -> CharmConfig | ops.BlockedStatus:
@@ -375,10 +388,13 @@ class DockerRegistryCharm(ops.CharmBase):
         if desired.observability:
             cos_agent.publish(self, desired.observability)
         if self._stored.stopped_by_operator:
+            self._follow_lease(desired, read_only=True)  # stopped: it takes no push either
             return
         self._port_held = self.registry.port_held_by_another(desired)
         if self.registry.apply(desired):
             self.registry.wait_until_answering(desired)
+        # Read-only once applied: whatever serves now runs the read-only configuration.
+        self._follow_lease(desired, read_only=desired.read_only)
         self.registry.write_health_metrics(desired)
         self._remember_checked(desired.tls)
         # Kept across hooks: actions' hooks do not reconcile, and must not hide it.
@@ -386,7 +402,7 @@ class DockerRegistryCharm(ops.CharmBase):
             self.registry.apply_maintenance(
                 plan_maintenance(
                     self._valid_config.maintenance_schedule,
-                    leader=self.unit.is_leader(),
+                    runs_here=desired.data_dir is not None or self.unit.is_leader(),
                     unit_name=self.unit.name,
                     root=self.registry.machine.root,
                     templates=self.templates,
@@ -743,27 +759,117 @@ class DockerRegistryCharm(ops.CharmBase):
             event, retention.results(planned, dry_run=dry_run, failures=failures), failure
         )
 
-    def _on_scheduled_maintenance(self, _: ScheduledMaintenanceEvent) -> None:
-        """The timer's window: retention policy, then garbage collection (read-only)."""
-        if not self.unit.is_leader():
-            logger.info("scheduled maintenance: not the leader, nothing to do")
+    def _on_scheduled_maintenance(self, event: ScheduledMaintenanceEvent) -> None:
+        """The timer's window: retention policy, then garbage collection (read-only).
+
+        On shared storage the leader takes a lease instead, and collects once
+        every unit serves read-only (in this hook if it is alone, else in the
+        peer relation-changed hook of the last unit to say so).
+        """
+        desired = self.desired
+        if isinstance(desired, RegistryPlan) and desired.data_dir is None:
+            if not self.unit.is_leader():
+                logger.info("scheduled maintenance: shared storage, the leader runs it")
+            elif self._lease is not None:
+                logger.info("scheduled maintenance: run %s is under way", self._lease.run)
+            elif self._stored.stopped_by_operator:
+                self._record_maintenance(self._failed_run("the registry is stopped"))
+            else:
+                self._take_lease(event)
             return
-        run = self._maintain()
+        self._record_maintenance(self._maintain())
+
+    def _failed_run(self, why: str) -> MaintenanceRun:
+        return MaintenanceRun(time.time(), False, None, 0, why)
+
+    def _record_maintenance(self, run: MaintenanceRun) -> None:
+        """Keep the run for the status, write it for the collector, log it."""
         self._stored.last_maintenance = dataclasses.asdict(run)
         write_metrics(self.registry.machine.root, run)
         logger.info("scheduled maintenance: %s", run.detail)
 
+    def _take_lease(self, event: ops.EventBase) -> None:
+        """Every unit read-only for one run on shared storage, for at most the window."""
+        window = self._valid_config.maintenance_window * 60
+        lease = Lease(uuid.uuid4().hex[:12], self.unit.name, time.time() + window)
+        if not peer.hold_lease(self, lease):
+            self._record_maintenance(self._failed_run("no peer relation to hold the lease in"))
+            return
+        logger.info("scheduled maintenance: lease %s, every unit read-only", lease.run)
+        for cached in ("desired", "_lease"):
+            self.__dict__.pop(cached, None)
+        self._reconcile(event)
+
+    def _follow_lease(self, desired: RegistryPlan, *, read_only: bool) -> None:
+        """Say whether this unit serves read-only for the lease; the leader collects or lets go.
+
+        Each unit arms its own expiry when it first says so. The leader
+        collects when every other unit has said so, and lets go of a lease
+        that expired, recording the run as failed if it was its own.
+        """
+        lease, now = self._lease, time.time()
+        run = lease.run if lease and read_only else ""
+        if lease and run and peer.acknowledged_here(self) != run:
+            why = arm_lease_expiry(self.registry.machine, self.unit.name, lease, now)
+            if why:
+                logger.warning("maintenance lease %s: %s; update-status ends it", run, why)
+        peer.acknowledge(self, run)
+        if not self.unit.is_leader():
+            return
+        recorded = peer.maintenance_lease(self)
+        if recorded and not recorded.active(now):
+            peer.hold_lease(self, None)
+            if recorded.holder == self.unit.name:
+                waiting = ", ".join(waiting_for(recorded, peer.acknowledgements(self)))
+                self._record_maintenance(
+                    self._failed_run(f"the lease expired waiting for {waiting or 'this unit'}")
+                )
+        elif (
+            lease
+            and run
+            and lease.holder == self.unit.name
+            and not waiting_for(lease, peer.acknowledgements(self))
+        ):
+            self._collect_in_lease(desired, lease)
+
+    def _collect_in_lease(self, read_only: RegistryPlan, lease: Lease) -> None:
+        """Collect garbage on shared storage while every unit is read-only; then let go."""
+        from actions.garbage_collect import GarbageCollectError, run_garbage_collect
+
+        timeout = lease.collection_timeout(time.time())
+        try:
+            if timeout <= 0:
+                raise GarbageCollectError("the lease ended before every unit was read-only")
+            logger.info("scheduled maintenance: collecting garbage (lease %s)", lease.run)
+            summary = run_garbage_collect(
+                self.registry, read_only.config_path, delete_untagged=False, timeout=timeout
+            )
+            detail = f"garbage collected on shared storage ({summary or 'no summary'})"
+            if self._valid_config.retention:
+                detail += "; retention-policy not applied: it needs filesystem storage"
+            run = MaintenanceRun(time.time(), True, None, 0, detail)
+        except GarbageCollectError as e:
+            run = self._failed_run(str(e))
+        self._record_maintenance(run)
+        peer.hold_lease(self, None)
+        peer.acknowledge(self, "")
+        for cached in ("desired", "_lease"):
+            self.__dict__.pop(cached, None)
+        normal = self.desired
+        if isinstance(normal, RegistryPlan) and self.registry.apply(normal):
+            self.registry.wait_until_answering(normal)
+
     def _maintain(self) -> MaintenanceRun:
-        """Apply the retention policy, then collect garbage; what happened."""
+        """Apply the retention policy, then collect garbage; what happened (filesystem storage)."""
         from actions import retention
         from actions.garbage_collect import GarbageCollectError, collect_garbage
         from workload.registry_api import RegistryAPIError, RegistryClient
 
         normal, read_only = self.desired, self._plan(maintenance=True)
         if not isinstance(normal, RegistryPlan) or not isinstance(read_only, RegistryPlan):
-            return MaintenanceRun(time.time(), False, None, 0, "the registry is not configured")
+            return self._failed_run("the registry is not configured")
         if self._stored.stopped_by_operator:
-            return MaintenanceRun(time.time(), False, None, 0, "the registry is stopped")
+            return self._failed_run("the registry is stopped")
         deleted = 0
         try:
             rules = self._valid_config.retention
@@ -781,6 +887,7 @@ class DockerRegistryCharm(ops.CharmBase):
                 delete_untagged=False,
                 serving=True,
                 log=logger.info,
+                timeout=self._valid_config.maintenance_window * 60,
             )
         except (retention.RetentionError, RegistryAPIError, GarbageCollectError) as e:
             return MaintenanceRun(time.time(), False, None, deleted, str(e))
@@ -829,6 +936,12 @@ class DockerRegistryCharm(ops.CharmBase):
             ready += f" The certificate expires on {desired.tls.not_after:%Y-%m-%d}."
         if usage and usage.filling:
             ready += f" Storage {usage}."
+        if self._lease:
+            until = datetime.datetime.fromtimestamp(self._lease.expires, datetime.timezone.utc)
+            ready += (
+                f" Read-only for maintenance by {self._lease.holder}, at the latest until"
+                f" {until:%H:%M} UTC."
+            )
         ready += self._last_maintenance()
         if self.import_progress and self.import_progress.state != "running":
             ready += f" {self.import_progress.status_text()}."

@@ -67,6 +67,8 @@ class LocalMachine:
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self.timers: set[str] = set()
         """Timers started (systemd would fire them; tests emit their event)."""
+        self.delayed_jobs: dict[str, tuple[float, list[str]]] = {}
+        """Delayed jobs by name: (delay, argv); tests emit the event they would dispatch."""
 
     def install_packages(self, packages: Sequence[str], services: Sequence[str] = ()) -> None:
         """Check that the packages' programs are here (CI installs them with apt)."""
@@ -133,8 +135,16 @@ class LocalMachine:
         process = self._processes.get(service)
         return process is not None and process.poll() is None
 
-    def start_job(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
-        """A child process in a session of its own, as systemd-run's transient service."""
+    def start_job(
+        self, name: str, argv: Sequence[str], env: Mapping[str, str], *, delay: float = 0.0
+    ) -> None:
+        """A child process in a session of its own, as systemd-run's transient service.
+
+        A delayed job is only recorded in `delayed_jobs`: the test decides when it fires.
+        """
+        if delay:
+            self.delayed_jobs[name] = (delay, list(argv))
+            return
         self.launches[name] += 1
         log_path = self._log_path(name)
         log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -54,6 +54,7 @@ def collect_garbage(
     delete_untagged: bool,
     serving: bool,
     log: Callable[[str], None],
+    timeout: float = GC_TIMEOUT,
 ) -> Collected:
     """Switch to read-only (when `serving`), collect, switch back; measure the disk.
 
@@ -75,7 +76,7 @@ def collect_garbage(
                 raise GarbageCollectError("the registry did not answer in read-only mode")
         log("collecting garbage")
         summary = run_garbage_collect(
-            registry, normal.config_path, delete_untagged=delete_untagged
+            registry, normal.config_path, delete_untagged=delete_untagged, timeout=timeout
         )
     finally:
         if serving:
@@ -103,28 +104,43 @@ def multi_arch_tags(client: RegistryClient) -> list[str]:
     return found
 
 
-def run_garbage_collect(registry: Registry, config_path: Path, *, delete_untagged: bool) -> str:
+def run_garbage_collect(
+    registry: Registry,
+    config_path: Path,
+    *,
+    delete_untagged: bool,
+    timeout: float = GC_TIMEOUT,
+) -> str:
     """Run `docker-registry garbage-collect` as the service user; return its summary line.
 
     As the service user, so that nothing it touches becomes root's; through
-    the Machine seam, which knows how to switch users on this unit.
+    the Machine seam, which knows how to switch users on this unit. Stopped
+    after `timeout` seconds: the blobs it deleted stay deleted, the others
+    are still unreferenced, and the next run finds them.
     """
     argv = ["docker-registry", "garbage-collect"]
     if delete_untagged:
         argv.append("--delete-untagged")
     argv.append(str(config_path))
     try:
-        done = registry.machine.run_as(SERVICE_USER, argv, timeout=GC_TIMEOUT)
+        done = registry.machine.run_as(SERVICE_USER, argv, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise GarbageCollectError(f"garbage-collect timed out after {GC_TIMEOUT:.0f}s") from None
+        raise GarbageCollectError(f"garbage-collect timed out after {timeout:.0f}s") from None
     except OSError as e:
         raise GarbageCollectError(f"cannot run docker-registry garbage-collect: {e}") from None
     output = (done.stdout + done.stderr).strip().splitlines()
+    if done.returncode != 0 and any(_NOTHING_STORED.search(line) for line in output):
+        return NOTHING_STORED
     if done.returncode != 0:
         reason = output[0] if output else f"exit status {done.returncode}"
         raise GarbageCollectError(f"docker-registry garbage-collect failed: {reason}")
     return counts_line(output)
 
+
+# A registry nothing was ever pushed to has no repositories folder, and the
+# registry's mark phase fails on it (on filesystem and object storage alike).
+_NOTHING_STORED = re.compile(r"Path not found: /docker/registry/v2/repositories$")
+NOTHING_STORED = "nothing stored yet"
 
 # The registry's closing line, e.g. "2502 blobs marked, 2500 blobs and 0 manifests
 # eligible for deletion"; every blob it deletes has a line saying so too.

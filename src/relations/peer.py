@@ -8,22 +8,33 @@ Registries behind one load balancer must sign upload state with the same
 `http.secret`. The leader keeps it in a Juju secret and publishes the
 secret's id in the peer application databag, so that the other units get a
 relation-changed event, and a grant-free read, when it appears.
+
+Maintenance on shared storage (see `state/maintenance.py`): the leader
+writes the lease as JSON under `maintenance-lease` in the application
+databag ({"run", "holder", "expires"}); each unit writes the run it serves
+read-only for under `maintenance-ack` in its unit databag, and removes it
+when the lease is gone.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import secrets
 from dataclasses import dataclass
 
 import ops
 
 from relations import databag
+from state.maintenance import Lease
 from state.settings import is_host
 
 ENDPOINT = "peer"
 SECRET_LABEL = "http-secret"  # noqa: S105 - a name, not a secret
 SECRET_ID_KEY = "http-secret-id"  # noqa: S105 - a name, not a secret
 WEBSITE_ADDRESS_KEY = "website-address"
+LEASE_KEY = "maintenance-lease"
+ACK_KEY = "maintenance-ack"
 
 
 def http_secret(charm: ops.CharmBase) -> str | None:
@@ -88,3 +99,55 @@ def unit_addresses(
             if address and is_host(address):
                 units.append(UnitAddress(unit.name, address))
     return sorted(units, key=lambda unit: unit.number)
+
+
+def maintenance_lease(charm: ops.CharmBase) -> Lease | None:
+    """The lease the leader wrote, expired or not; None if there is none (or it is unreadable)."""
+    relation = charm.model.get_relation(ENDPOINT)
+    text = relation.data[charm.app].get(LEASE_KEY) if relation else None
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+        return Lease(str(data["run"]), str(data["holder"]), float(data["expires"]))
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def hold_lease(charm: ops.CharmBase, lease: Lease | None) -> bool:
+    """Write the lease (the leader's), or remove it with None; whether there is a peer relation."""
+    relation = charm.model.get_relation(ENDPOINT)
+    if relation is None:
+        return False
+    text = json.dumps(dataclasses.asdict(lease)) if lease else ""
+    _set(relation.data[charm.app], LEASE_KEY, text)
+    return True
+
+
+def acknowledge(charm: ops.CharmBase, run: str) -> None:
+    """Say this unit serves read-only for `run`; "" takes the word back."""
+    relation = charm.model.get_relation(ENDPOINT)
+    if relation is not None:
+        _set(relation.data[charm.unit], ACK_KEY, run)
+
+
+def acknowledged_here(charm: ops.CharmBase) -> str:
+    """The run this unit last said it serves read-only for; "" for none."""
+    relation = charm.model.get_relation(ENDPOINT)
+    return relation.data[charm.unit].get(ACK_KEY, "") if relation else ""
+
+
+def acknowledgements(charm: ops.CharmBase) -> dict[str, str]:
+    """The run each other unit last said it serves read-only for ("" for none), by unit."""
+    relation = charm.model.get_relation(ENDPOINT)
+    if relation is None:
+        return {}
+    return {unit.name: relation.data[unit].get(ACK_KEY, "") for unit in relation.units}
+
+
+def _set(bag: ops.RelationDataContent, key: str, value: str) -> None:
+    """Write `value`, or remove the key for ""; nothing when it is already so."""
+    if value:
+        databag.update(bag, {key: value})
+    elif key in bag:
+        del bag[key]

@@ -25,7 +25,7 @@ from state.access import (
     User,
     plan_access,
 )
-from state.maintenance import schedule_problem
+from state.maintenance import MAX_MAINTENANCE_WINDOW, schedule_problem
 from state.mirrors import Mirror, parse_mirrors
 from state.packages import PACKAGE_STATUSES, AptSource, apt_sources, extra_packages
 from state.retention import RetentionRule, parse_retention
@@ -157,6 +157,7 @@ class CharmConfig:
     prometheus_metrics: bool = False
     log_level: str = "info"
     maintenance_schedule: str = ""
+    maintenance_window: int = 120
     registry_http_proxy: str = ""
     registry_https_proxy: str = ""
     registry_image: str = DEFAULT_REGISTRY_IMAGE
@@ -426,6 +427,10 @@ class CharmConfig:
         self._derive("retention", rules)
         if why := schedule_problem(self.maintenance_schedule):
             problems.append(("maintenance-schedule", why))
+        if not 1 <= self.maintenance_window <= MAX_MAINTENANCE_WINDOW:
+            problems.append(
+                ("maintenance-window", f"must be 1 to {MAX_MAINTENANCE_WINDOW} minutes")
+            )
         return problems
 
     def _check_storage(self) -> list[tuple[str, str]]:

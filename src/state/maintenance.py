@@ -11,6 +11,16 @@ The timer starts a oneshot service that dispatches the charm's
 context, with the charm's own code, config and leadership, and under Juju's
 lock (no hook runs alongside it). Writing the same timer again changes
 nothing, so charm restarts and hooks neither lose nor double a run.
+
+With filesystem storage each unit has its own disk and its own timer. With
+shared object storage (S3, Swift) one run serves the application, and every
+unit must refuse pushes while it collects: the leader takes a `Lease` in the
+peer application data, each unit serves read-only while an unexpired lease
+exists and says so in its unit data, and the leader collects once every
+unit has said so, then lets go. The lease's expiry bounds it all: the
+collection is stopped before it, and each unit returns to read-write at it
+(a transient timer dispatches `maintenance_lease_expired`; update-status
+too), so a leader that dies mid-run leaves no unit read-only past it.
 """
 
 from __future__ import annotations
@@ -27,6 +37,11 @@ SERVICE = "docker-registry-maintenance.service"
 TIMER_PATH = f"/etc/systemd/system/{TIMER}"
 SERVICE_PATH = f"/etc/systemd/system/{SERVICE}"
 EVENT = "scheduled_maintenance"
+LEASE_EXPIRED_EVENT = "maintenance_lease_expired"
+MAX_MAINTENANCE_WINDOW = 7 * 24 * 60
+"""Minutes: a week; a longer read-only window is a stopped registry."""
+LEASE_MARGIN = 30.0
+"""Seconds of a lease left unused by the collection, for the leader to let go in time."""
 METRICS_FILE = "maintenance.prom"
 _CALENDAR = re.compile(r"[A-Za-z0-9 *,./:~+-]{1,200}\Z")
 
@@ -54,13 +69,16 @@ class MaintenancePlan:
 def plan_maintenance(
     schedule: str,
     *,
-    leader: bool,
+    runs_here: bool,
     unit_name: str,
     root: Path,
     templates: jinja2.Environment,
 ) -> MaintenancePlan | None:
-    """The timer on the leader when a schedule is set; None: no timer on this unit."""
-    if not schedule or not leader:
+    """The timer when a schedule is set and runs on this unit; None: no timer here.
+
+    `runs_here`: every unit with filesystem storage, the leader only with shared storage.
+    """
+    if not schedule or not runs_here:
         return None
     timer = templates.get_template("maintenance.timer.j2").render(
         schedule=schedule, service=SERVICE
@@ -107,3 +125,28 @@ class MaintenanceRun:
             "# TYPE docker_registry_maintenance_last_run_manifests_deleted gauge\n"
             f"docker_registry_maintenance_last_run_manifests_deleted {self.manifests_deleted}\n"
         )
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The leader's hold on shared storage for one run: every unit read-only until it expires."""
+
+    run: str
+    """Names the run, so that a unit's word that it is read-only is for this one."""
+    holder: str
+    """The unit that took it and collects (the leader when it was taken)."""
+    expires: float
+    """Seconds since the epoch; past it, no unit stays read-only and nothing collects."""
+
+    def active(self, now: float) -> bool:
+        """Whether it still holds (never for one dated past the longest window: not ours)."""
+        return now < self.expires <= now + MAX_MAINTENANCE_WINDOW * 60 + LEASE_MARGIN
+
+    def collection_timeout(self, now: float) -> float:
+        """How long the collection may take and still end before the lease."""
+        return self.expires - now - LEASE_MARGIN
+
+
+def waiting_for(lease: Lease, acknowledged: dict[str, str]) -> list[str]:
+    """The units (name -> the run each last said it serves read-only for) not yet read-only."""
+    return sorted(unit for unit, run in acknowledged.items() if run != lease.run)

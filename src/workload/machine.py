@@ -71,9 +71,12 @@ class Machine(Protocol):
         """Whether the service is running now."""
         ...
 
-    def start_job(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
+    def start_job(
+        self, name: str, argv: Sequence[str], env: Mapping[str, str], *, delay: float = 0.0
+    ) -> None:
         """Run a command in the background as the service `name`: it outlives the hook.
 
+        With `delay` (seconds), it starts that long from now instead.
         Raises OSError or subprocess.CalledProcessError if it cannot start.
         """
         ...
@@ -166,12 +169,20 @@ class UbuntuMachine:
         """Whether `service` is active."""
         return systemd.service_running(service)
 
-    def start_job(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
-        """`systemd-run`: a transient service, its output in the journal, gone once it ends."""
+    def start_job(
+        self, name: str, argv: Sequence[str], env: Mapping[str, str], *, delay: float = 0.0
+    ) -> None:
+        """`systemd-run`: a transient service, its output in the journal, gone once it ends.
+
+        With `delay`, a transient timer starts it (to the second, not systemd's default
+        minute of accuracy).
+        """
+        timer = [f"--on-active={delay:.0f}s", "--timer-property=AccuracySec=1s"] if delay else []
         subprocess.run(
             [
                 "systemd-run",
                 f"--unit={name}",
+                *timer,
                 "--collect",
                 "--quiet",
                 "--property=Type=exec",

@@ -29,7 +29,6 @@ from local_machine import LocalMachine
 from support import haproxy_charm, oci, skopeo
 from support._proc import CommandError
 from support.haproxy import HAProxy, servers_by_backend
-from support.swift import REGION, SwiftAllInOne
 from support.tcp_relay import TcpRelay
 from support.wait import free_port, wait_for
 
@@ -43,21 +42,6 @@ def image(tmp_path_factory) -> tuple[Path, str]:
         layout, "v1", layers=[{"data/stored.txt": b"in object storage\n"}, oci.random_layer(4096)]
     )
     return layout, digest
-
-
-def s3_config(swift: SwiftAllInOne, endpoint: str, **options: object) -> dict[str, object]:
-    """The charm's S3 options for a new bucket on `swift` reached at `endpoint`."""
-    bucket = f"registry-{secrets.token_hex(4)}"
-    swift.create_container(bucket)
-    return {
-        "storage-s3-region": REGION,
-        "storage-s3-bucket": bucket,
-        "storage-s3-accesskey": swift.username,
-        "storage-s3-secretkey": swift.password,
-        "storage-s3-regionendpoint": endpoint,
-        "storage-s3-forcepathstyle": True,
-        **options,
-    }
 
 
 def push_and_pull(image, netloc: str, repo: str, tmp_path: Path) -> None:
@@ -81,7 +65,7 @@ def push_and_pull(image, netloc: str, repo: str, tmp_path: Path) -> None:
 def test_s3_signature_on_the_wire(
     ctx, machine, port, swift, s3_wire, image, tmp_path, options, scheme
 ):
-    config = s3_config(swift, f"http://{s3_wire.netloc}", **options)
+    config = swift.s3_charm_config(f"http://{s3_wire.netloc}", **options)
     state = ctx.run(ctx.on.config_changed(), unit_state(port, config=config))
     ready = testing.ActiveStatus(f"Ready at 127.0.0.1:{port} (http).")
     assert state.unit_status == ready, machine.log("docker-registry")
@@ -120,7 +104,7 @@ def test_three_units_on_s3_all_active_behind_haproxy(swift, s3_wire, image, tmp_
     reaches unit N at its own address on the leader's port, which a relay
     passes to that unit's registry, as the network between machines would.
     """
-    config = s3_config(swift, f"http://{s3_wire.netloc}")
+    config = swift.s3_charm_config(f"http://{s3_wire.netloc}")
     ports = [free_port() for _ in range(3)]
     units = [0, 1, 2]
     stats = tmp_path / "stats.sock"
@@ -177,7 +161,10 @@ def test_three_units_on_s3_all_active_behind_haproxy(swift, s3_wire, image, tmp_
 
 def test_three_units_on_s3_share_each_relations_pull_credential(swift, s3_wire, image, tmp_path):
     """Every unit publishes and admits the credential the leader made for the relation."""
-    config = {**s3_config(swift, f"http://{s3_wire.netloc}"), "auth-basic-password": "admin-pw"}
+    config = {
+        **swift.s3_charm_config(f"http://{s3_wire.netloc}"),
+        "auth-basic-password": "admin-pw",
+    }
     ports = [free_port() for _ in range(3)]
     relation = testing.Relation("docker-registry", remote_app_name="containerd")
     shared: dict[str, str] = {}

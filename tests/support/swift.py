@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import urllib.request
 
@@ -100,6 +101,20 @@ class SwiftAllInOne:
     def create_container(self, name: str) -> None:
         """A Swift container, which S3 sees as a bucket of the same name."""
         self._swift("PUT", name)
+
+    def s3_charm_config(self, endpoint: str, **options: object) -> dict[str, object]:
+        """The charm's S3 options for a new bucket here, reached at `endpoint`."""
+        bucket = f"registry-{secrets.token_hex(4)}"
+        self.create_container(bucket)
+        return {
+            "storage-s3-region": REGION,
+            "storage-s3-bucket": bucket,
+            "storage-s3-accesskey": self.username,
+            "storage-s3-secretkey": self.password,
+            "storage-s3-regionendpoint": endpoint,
+            "storage-s3-forcepathstyle": True,
+            **options,
+        }
 
     def objects(self, container: str) -> list[str]:
         """The names of the objects in `container`."""
