@@ -84,16 +84,20 @@ class Unit:
         options: dict | None = None,
         *,
         leader: bool | None = None,
+        peer_app_data: dict[str, str] | None = None,
         **config: object,
     ) -> dict:
-        """Fire a Juju event, some options (or leadership) changed first; the status after.
+        """Fire a Juju event, some options (or leadership, or the peer app data) changed first.
 
-        `config` names options with underscores for dashes; `options` as they are.
+        `config` names options with underscores for dashes; `options` as they
+        are. Returns the status after.
         """
         options = {**(options or {}), **{k.replace("_", "-"): v for k, v in config.items()}}
         request: dict = {"event": name, "config": options}
         if leader is not None:
             request["leader"] = leader
+        if peer_app_data is not None:
+            request["peer_app_data"] = peer_app_data
         self.answers[name] = self._request(request)
         return self.answers[name]
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -34,6 +35,8 @@ SECRET_LABEL = "http-secret"  # noqa: S105 - a name, not a secret
 SECRET_ID_KEY = "http-secret-id"  # noqa: S105 - a name, not a secret
 WEBSITE_ADDRESS_KEY = "website-address"
 LEASE_KEY = "maintenance-lease"
+RUN_ID = re.compile(r"[0-9a-f]{1,32}")
+UNIT_NAME = re.compile(r"[a-z][a-z0-9-]*/[0-9]+")
 ACK_KEY = "maintenance-ack"
 
 
@@ -109,9 +112,13 @@ def maintenance_lease(charm: ops.CharmBase) -> Lease | None:
         return None
     try:
         data = json.loads(text)
-        return Lease(str(data["run"]), str(data["holder"]), float(data["expires"]))
-    except (ValueError, TypeError, KeyError):
+        lease = Lease(str(data["run"]), str(data["holder"]), float(data["expires"]))
+    except (ValueError, TypeError, KeyError, AttributeError):
         return None
+    # The run names a systemd unit and the holder shows in the status: only our shapes.
+    if not (RUN_ID.fullmatch(lease.run) and UNIT_NAME.fullmatch(lease.holder)):
+        return None
+    return lease
 
 
 def hold_lease(charm: ops.CharmBase, lease: Lease | None) -> bool:

@@ -73,6 +73,12 @@ def handle(
         state = dataclasses.replace(state, config={**state.config, **request["config"]})
     if "leader" in request:
         state = dataclasses.replace(state, leader=request["leader"])
+    if "peer_app_data" in request:  # keys another leader wrote
+        peer = next(r for r in state.relations if isinstance(r, testing.PeerRelation))
+        app_data = {**peer.local_app_data, **request["peer_app_data"]}
+        peer = dataclasses.replace(peer, local_app_data=app_data)
+        others = [r for r in state.relations if r.id != peer.id]
+        state = dataclasses.replace(state, relations=[*others, peer])
     if "images_resource" in request:  # juju attach-resource
         resource = testing.Resource(name="images", path=Path(request["images_resource"]))
         state = dataclasses.replace(state, resources={resource})

@@ -7,6 +7,8 @@ and an apt install); each says what it starts from.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -246,23 +248,51 @@ def test_stop_and_remove_keep_the_data(unit: Unit):
     assert unit.machine.exists(str(repositories / "app1"))
 
 
-def test_the_maintenance_timer_is_on_the_leader_only_and_fires(unit: Unit):
+JUJU_EXEC_CALLS = "/run/juju-exec.calls"
+CONFIG = "/etc/docker/registry/config.yml"
+
+
+@pytest.fixture
+def juju_exec(unit: Unit) -> Iterator[str]:
+    """A stand-in for Juju's juju-exec: it records how it was called, in the file named."""
+    script = f'#!/bin/sh\necho "$@" >> {JUJU_EXEC_CALLS}\n'
+    unit.machine.run(["sh", "-c", f"printf '%s' '{script}' > /usr/bin/juju-exec"])
+    unit.machine.run(["chmod", "755", "/usr/bin/juju-exec"])
+    yield JUJU_EXEC_CALLS
+    unit.machine.run(["rm", "-f", "/usr/bin/juju-exec", JUJU_EXEC_CALLS])
+
+
+def test_the_maintenance_timer_fires_and_goes_with_the_option(unit: Unit, juju_exec: str):
     machine = unit.machine
-    timer, calls = "docker-registry-maintenance.timer", "/run/juju-exec.calls"
-    # A stand-in for Juju's juju-exec: it records how the timer's service called it.
-    script = f'#!/bin/sh\necho "$@" >> {calls}\n'
-    machine.run(["sh", "-c", f"printf '%s' '{script}' > /usr/bin/juju-exec"])
-    machine.run(["chmod", "755", "/usr/bin/juju-exec"])
+    timer = "docker-registry-maintenance.timer"
     answer = unit.event("config_changed", maintenance_schedule="*:*:0/2")  # every 2 s
     assert answer["status"] == "active", answer
     assert machine.enabled(timer)
     assert machine.active(timer)
-    wait_for(lambda: machine.exists(calls), timeout=30, what="the timer to fire")
-    called = machine.run(["cat", calls]).stdout.splitlines()[0]
+    wait_for(lambda: machine.exists(juju_exec), timeout=30, what="the timer to fire")
+    called = machine.run(["cat", juju_exec]).stdout.splitlines()[0]
     assert called == "docker-registry/0 JUJU_DISPATCH_PATH=hooks/scheduled_maintenance ./dispatch"
 
     unit.event("update_status", leader=False)
+    assert machine.active(timer), "filesystem storage: its own disk, its own timer"
+    unit.event("config_changed", leader=True, maintenance_schedule="")
     assert not machine.active(timer)
     assert not machine.exists(f"/etc/systemd/system/{timer}")
-    unit.event("config_changed", leader=True, maintenance_schedule="")
-    machine.run(["rm", "/usr/bin/juju-exec", calls])
+
+
+def test_a_lease_makes_the_unit_read_only_and_its_own_timer_ends_it(unit: Unit, juju_exec: str):
+    machine = unit.machine
+    lease = {"run": "ab12", "holder": "docker-registry/1", "expires": time.time() + 15}
+    answer = unit.event("update_status", peer_app_data={"maintenance-lease": json.dumps(lease)})
+    assert "Read-only for maintenance by docker-registry/1" in answer["message"], answer
+    assert "enabled: true" in machine.run(["grep", "-A1", "readonly", CONFIG]).stdout
+    wait_for(lambda: machine.exists(juju_exec), timeout=60, interval=1, what="the lease's end")
+    called = machine.run(["cat", juju_exec]).stdout.splitlines()[0]
+    assert called == (
+        "docker-registry/0 JUJU_DISPATCH_PATH=hooks/maintenance_lease_expired ./dispatch"
+    )
+    assert time.time() >= lease["expires"], "not before the lease's end"
+    answer = unit.event("update_status")  # what that dispatch runs: a reconcile
+    assert "Read-only" not in answer["message"], answer
+    assert "enabled: false" in machine.run(["grep", "-A1", "readonly", CONFIG]).stdout
+    assert not machine.active("docker-registry-lease-ab12.timer"), "transient: gone"

@@ -91,7 +91,7 @@ def shared_state(port: int, *, leader: bool, app_data=None, acks=("", "")) -> te
     return unit_state(port, leader=leader, config=config, relations=[peer], secrets=[HTTP_SECRET])
 
 
-def lease_data(run="r1", holder="docker-registry/0", expires_in=3600.0) -> dict[str, str]:
+def lease_data(run="ab12", holder="docker-registry/0", expires_in=3600.0) -> dict[str, str]:
     lease = {"run": run, "holder": holder, "expires": time.time() + expires_in}
     return {LEASE_KEY: json.dumps(lease)}
 
@@ -123,7 +123,7 @@ def test_a_unit_follows_the_lease_read_only_and_arms_its_own_end(ctx, machine, p
     state = shared_state(port, leader=False, app_data=lease_data())
     state = ctx.run(ctx.on.relation_changed(peer_of(state), remote_unit=1), state)
     assert registry_read_only(machine)
-    assert peer_of(state).local_unit_data[ACK_KEY] == "r1"
+    assert peer_of(state).local_unit_data[ACK_KEY] == "ab12"
     [(delay, argv)] = machine.delayed_jobs.values()
     assert 3600 - 5 < delay <= 3600 + 10
     assert argv[-1] == "JUJU_DISPATCH_PATH=hooks/maintenance_lease_expired ./dispatch"
@@ -138,7 +138,7 @@ def test_a_unit_follows_the_lease_read_only_and_arms_its_own_end(ctx, machine, p
 
 
 def test_the_leader_lets_go_of_an_expired_lease_and_says_who_it_waited_for(ctx, machine, port):
-    state = shared_state(port, leader=True, app_data=lease_data(expires_in=-1), acks=("r1", ""))
+    state = shared_state(port, leader=True, app_data=lease_data(expires_in=-1), acks=("ab12", ""))
     state = ctx.run(ctx.on.update_status(), state)
     assert LEASE_KEY not in peer_of(state).local_app_data
     assert not registry_read_only(machine)
@@ -153,12 +153,26 @@ def test_the_leader_lets_go_of_an_expired_lease_and_says_who_it_waited_for(ctx, 
     "text",
     [
         "not json",
-        json.dumps({"run": "r1", "holder": "docker-registry/0"}),
-        json.dumps({"run": "r1", "holder": "x", "expires": "soon"}),
-        '{"run": "r1", "holder": "x", "expires": Infinity}',
-        json.dumps({"run": "r1", "holder": "x", "expires": time.time() + 30 * 24 * 3600}),
+        json.dumps({"run": "ab12", "holder": "docker-registry/0"}),
+        json.dumps({"run": "ab12", "holder": "docker-registry/0", "expires": "soon"}),
+        '{"run": "ab12", "holder": "docker-registry/0", "expires": Infinity}',
+        json.dumps(
+            {"run": "ab12", "holder": "docker-registry/0", "expires": time.time() + 30 * 86400}
+        ),
+        json.dumps({"run": "ab; rm", "holder": "docker-registry/0", "expires": time.time() + 60}),
+        json.dumps({"run": "ab12", "holder": "Ready\nat", "expires": time.time() + 60}),
+        json.dumps(["r1"]),
     ],
-    ids=["not-json", "no-expiry", "text-expiry", "infinite", "past-the-longest-window"],
+    ids=[
+        "not-json",
+        "no-expiry",
+        "text-expiry",
+        "infinite",
+        "past-the-longest-window",
+        "run-not-a-unit-name",
+        "holder-not-a-unit",
+        "not-an-object",
+    ],
 )
 def test_a_lease_the_charm_could_not_have_written_leaves_the_unit_writable(
     ctx, machine, port, text
