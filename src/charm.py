@@ -27,7 +27,7 @@ from state.access import RelationCredential
 from state.config import CharmConfig, InvalidConfigError, secret_uris
 from state.front import PACKAGES as FRONT_PACKAGES
 from state.front import SERVICE_TEMPLATE
-from state.maintenance import Lease, MaintenanceRun, plan_maintenance, waiting_for
+from state.maintenance import Lease, MaintenanceRun, lease_step, plan_maintenance
 from state.nagios import nagios_files, nagios_site, registry_checks
 from state.packages import PackagePlan, plan_packages
 from state.plan import (
@@ -801,36 +801,30 @@ class DockerRegistryCharm(ops.CharmBase):
         self._reconcile(event)
 
     def _follow_lease(self, desired: RegistryPlan, *, read_only: bool) -> None:
-        """Say whether this unit serves read-only for the lease; the leader collects or lets go.
-
-        Each unit arms its own expiry when it first says so. The leader
-        collects when every other unit has said so, and lets go of a lease
-        that expired, recording the run as failed if it was its own.
-        """
-        lease, now = self._lease, time.time()
-        run = lease.run if lease and read_only else ""
-        if lease and run and peer.acknowledged_here(self) != run:
-            why = arm_lease_expiry(self.registry.machine, self.unit.name, lease, now)
+        """Take the lease protocol's next step (`state.maintenance.lease_step`)."""
+        now = time.time()
+        step = lease_step(
+            peer.maintenance_lease(self),
+            now,
+            unit=self.unit.name,
+            leader=self.unit.is_leader(),
+            read_only=read_only,
+            acknowledged_here=peer.acknowledged_here(self),
+            acknowledged=peer.acknowledgements(self),
+        )
+        if step.arm:
+            why = arm_lease_expiry(self.registry.machine, self.unit.name, step.arm, now)
             if why:
-                logger.warning("maintenance lease %s: %s; update-status ends it", run, why)
-        peer.acknowledge(self, run)
-        if not self.unit.is_leader():
-            return
-        recorded = peer.maintenance_lease(self)
-        if recorded and not recorded.active(now):
-            peer.hold_lease(self, None)
-            if recorded.holder == self.unit.name:
-                waiting = ", ".join(waiting_for(recorded, peer.acknowledgements(self)))
-                self._record_maintenance(
-                    self._failed_run(f"the lease expired waiting for {waiting or 'this unit'}")
+                logger.warning(
+                    "maintenance lease %s: %s; update-status ends it", step.arm.run, why
                 )
-        elif (
-            lease
-            and run
-            and lease.holder == self.unit.name
-            and not waiting_for(lease, peer.acknowledgements(self))
-        ):
-            self._collect_in_lease(desired, lease)
+        peer.acknowledge(self, step.acknowledge)
+        if step.let_go:
+            peer.hold_lease(self, None)
+        if step.failure:
+            self._record_maintenance(self._failed_run(step.failure))
+        if step.collect:
+            self._collect_in_lease(desired, step.collect)
 
     def _collect_in_lease(self, read_only: RegistryPlan, lease: Lease) -> None:
         """Collect garbage on shared storage while every unit is read-only; then let go."""

@@ -150,3 +150,50 @@ class Lease:
 def waiting_for(lease: Lease, acknowledged: dict[str, str]) -> list[str]:
     """The units (name -> the run each last said it serves read-only for) not yet read-only."""
     return sorted(unit for unit, run in acknowledged.items() if run != lease.run)
+
+
+@dataclass(frozen=True)
+class LeaseStep:
+    """What a unit does about the lease in a hook, once its registry's configuration is applied."""
+
+    acknowledge: str = ""
+    """The run it says it serves read-only for; "": none (the word taken back)."""
+    arm: Lease | None = None
+    """A lease whose expiry it arms its own timer for (the first time it says so)."""
+    let_go: bool = False
+    """The leader removes the lease: it expired."""
+    failure: str = ""
+    """Why the leader's own run failed, to record."""
+    collect: Lease | None = None
+    """The leader's lease under which it collects now: every unit is read-only."""
+
+
+def lease_step(
+    recorded: Lease | None,
+    now: float,
+    *,
+    unit: str,
+    leader: bool,
+    read_only: bool,
+    acknowledged_here: str,
+    acknowledged: dict[str, str],
+) -> LeaseStep:
+    """The next step of the lease protocol for `unit` (see the module's docstring).
+
+    `recorded`: the lease in the peer data, expired or not; `read_only`:
+    whether this unit's registry now runs read-only; `acknowledged`: the
+    other units' word, by unit.
+    """
+    active = recorded if recorded and recorded.active(now) else None
+    run = active.run if active and read_only else ""
+    arm = active if run and acknowledged_here != run else None
+    if not leader or recorded is None:
+        return LeaseStep(acknowledge=run, arm=arm)
+    if active is None:
+        failure = ""
+        if recorded.holder == unit:
+            waiting = ", ".join(waiting_for(recorded, acknowledged))
+            failure = f"the lease expired waiting for {waiting or 'this unit'}"
+        return LeaseStep(acknowledge=run, arm=arm, let_go=True, failure=failure)
+    ours = run and active.holder == unit and not waiting_for(active, acknowledged)
+    return LeaseStep(acknowledge=run, arm=arm, collect=active if ours else None)

@@ -12,7 +12,15 @@ from ops import testing
 
 from charm_context import HTTP_SECRET, SECRET_ID_KEY, unit_state, with_config, with_relation
 from relations.peer import ACK_KEY, LEASE_KEY
-from state.maintenance import SERVICE_PATH, TIMER, TIMER_PATH, schedule_problem
+from state.maintenance import (
+    SERVICE_PATH,
+    TIMER,
+    TIMER_PATH,
+    Lease,
+    LeaseStep,
+    lease_step,
+    schedule_problem,
+)
 
 SCHEDULE = "Sun *-*-* 03:00:00"
 S3 = {"storage-s3-region": "us-east-1", "storage-s3-bucket": "images"}
@@ -190,3 +198,77 @@ def test_a_window_out_of_range_blocks_naming_the_option(ctx, port, minutes):
     )
     assert state.unit_status.name == "blocked"
     assert "maintenance-window: must be 1 to 10080 minutes" in state.unit_status.message
+
+
+LEASE = Lease("ab12", "docker-registry/0", expires=1000.0)
+
+
+@pytest.mark.parametrize(
+    ("now", "unit", "leader", "read_only", "here", "others", "expected"),
+    [
+        # A follower says so once, arming its timer; then only says so.
+        (10, "docker-registry/1", False, True, "", {}, LeaseStep("ab12", arm=LEASE)),
+        (10, "docker-registry/1", False, True, "ab12", {}, LeaseStep("ab12")),
+        # Not read-only (yet): no word, nothing armed.
+        (10, "docker-registry/1", False, False, "", {}, LeaseStep()),
+        # Past the expiry a follower takes its word back; the leader lets go too.
+        (1000, "docker-registry/1", False, True, "ab12", {}, LeaseStep()),
+        (
+            1000,
+            "docker-registry/0",
+            True,
+            True,
+            "ab12",
+            {"docker-registry/1": "ab12", "docker-registry/2": ""},
+            LeaseStep(let_go=True, failure="the lease expired waiting for docker-registry/2"),
+        ),
+        # A new leader lets go of the dead one's lease without a run to record.
+        (1000, "docker-registry/1", True, True, "ab12", {}, LeaseStep(let_go=True)),
+        # The holder collects when every other unit said so, not before.
+        (
+            10,
+            "docker-registry/0",
+            True,
+            True,
+            "ab12",
+            {"docker-registry/1": "ab12", "docker-registry/2": "old"},
+            LeaseStep("ab12"),
+        ),
+        (
+            10,
+            "docker-registry/0",
+            True,
+            True,
+            "ab12",
+            {"docker-registry/1": "ab12", "docker-registry/2": "ab12"},
+            LeaseStep("ab12", collect=LEASE),
+        ),
+        # A new leader never collects under another's lease.
+        (10, "docker-registry/1", True, True, "ab12", {}, LeaseStep("ab12")),
+    ],
+)
+def test_the_lease_protocol_step_by_step(now, unit, leader, read_only, here, others, expected):
+    step = lease_step(
+        LEASE,
+        now,
+        unit=unit,
+        leader=leader,
+        read_only=read_only,
+        acknowledged_here=here,
+        acknowledged=others,
+    )
+    assert step == expected
+
+
+def test_without_a_lease_nothing_happens_and_a_word_is_taken_back():
+    for leader in (True, False):
+        step = lease_step(
+            None,
+            10,
+            unit="docker-registry/0",
+            leader=leader,
+            read_only=False,
+            acknowledged_here="ab12",
+            acknowledged={},
+        )
+        assert step == LeaseStep()
