@@ -89,6 +89,7 @@ class DockerRegistryCharm(ops.CharmBase):
             nagios_files=[],
             packages_fingerprint="",
             package_problem="",
+            exporter_problem="",
             held_packages=[],
             last_maintenance={},
             maintenance_problem="",
@@ -393,6 +394,7 @@ class DockerRegistryCharm(ops.CharmBase):
         self._port_held = self.registry.port_held_by_another(desired)
         if self.registry.apply(desired):
             self.registry.wait_until_answering(desired)
+        self._stored.exporter_problem = self.registry.exporter_problem
         # Read-only once applied: whatever serves now runs the read-only configuration.
         self._follow_lease(desired, read_only=desired.read_only)
         self.registry.write_health_metrics(desired)
@@ -951,8 +953,9 @@ class DockerRegistryCharm(ops.CharmBase):
 
     def _on_collect_status(self, event: ops.CollectStatusEvent) -> None:
         desired = self.desired
-        if self._stored.package_problem:
-            event.add_status(ops.BlockedStatus(self._stored.package_problem))
+        for problem in (self._stored.package_problem, self._stored.exporter_problem):
+            if problem:
+                event.add_status(ops.BlockedStatus(problem))
         if self._stopped_for:
             event.add_status(ops.MaintenanceStatus(self._stopped_for))
         elif not isinstance(desired, RegistryPlan):

@@ -23,6 +23,10 @@ from charmlibs import apt, systemd
 logger = logging.getLogger(__name__)
 
 
+INSTALL_ERRORS = (apt.Error, subprocess.SubprocessError, RuntimeError)
+"""What `install_packages` raises when apt cannot install (no archive, a held package)."""
+
+
 class Machine(Protocol):
     """Package installation and service control on the unit."""
 

@@ -8,14 +8,11 @@ never removed. Only holds the charm set are released.
 from __future__ import annotations
 
 import logging
-import subprocess
 from collections.abc import Iterable
-
-from charmlibs import apt
 
 from state.packages import KEY_PREFIX, PackagePlan
 from workload.files import write_if_changed
-from workload.machine import Machine
+from workload.machine import INSTALL_ERRORS, Machine
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +44,7 @@ def install_extra(machine: Machine, packages: tuple[str, ...]) -> str | None:
         return None
     try:
         machine.install_packages(packages)
-    except (apt.Error, subprocess.SubprocessError, RuntimeError) as e:
+    except INSTALL_ERRORS as e:
         logger.error("installing %s failed: %s", " ".join(packages), e)
         return f"extra_packages: cannot install {' '.join(packages)}; see juju debug-log"
     return None

@@ -42,7 +42,7 @@ from state.observability import (
 from state.plan import RegistryPlan
 from state.settings import CHARM_PASSWORD_PATH, CLIENT_CAS_PATH, METRICS_TEXTFILE_DIR
 from workload.client_identity import identity_for
-from workload.machine import Machine
+from workload.machine import INSTALL_ERRORS, Machine
 from workload.maintenance import calendar_problem
 from workload.registry_api import loopback_address
 
@@ -115,6 +115,8 @@ class Registry:
 
     def __init__(self, machine: Machine):
         self.machine = machine
+        self.exporter_problem = ""
+        """Why the textfile exporter a collector needs could not be installed; "" if it could."""
         self._record_path = machine.root / WRITTEN_RECORD.lstrip("/")
 
     def _written(self) -> set[str]:
@@ -245,8 +247,18 @@ class Registry:
                 self._write(path, None)
                 self.machine.daemon_reload()
             return
+        self.exporter_problem = ""
         if shutil.which(EXPORTER_PACKAGE) is None:
-            self.machine.install_packages((EXPORTER_PACKAGE,), services=(EXPORTER_PACKAGE,))
+            try:
+                self.machine.install_packages((EXPORTER_PACKAGE,), services=(EXPORTER_PACKAGE,))
+            except INSTALL_ERRORS as e:
+                # Only the textfile metrics are lost: the registry's own are scraped.
+                logger.error("installing %s failed: %s", EXPORTER_PACKAGE, e)
+                self.exporter_problem = (
+                    f"cos-agent: cannot install {EXPORTER_PACKAGE} (storage, certificate and"
+                    " upstream metrics missing); see juju debug-log"
+                )
+                return
         textfile_dir = self.machine.root / exporter.textfile_dir.lstrip("/")
         textfile_dir.mkdir(parents=True, exist_ok=True)
         textfile_dir.chmod(0o755)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 import urllib.error
 import urllib.request
 
@@ -180,3 +181,27 @@ def test_the_payload_follows_the_config(ctx, related):
         for j in published(state)["metrics_scrape_jobs"]
     }
     assert components == {"registry", "textfile"}
+
+
+def test_an_exporter_apt_cannot_install_blocks_naming_it_and_the_registry_serves(
+    ctx, machine, port, monkeypatch
+):
+    found = shutil.which
+    monkeypatch.setattr(
+        "shutil.which",
+        lambda name, **kw: None if name == "prometheus-node-exporter" else found(name, **kw),
+    )
+
+    def no_archive(packages, services=()):
+        raise RuntimeError(f"E: Unable to locate package {packages[0]}")
+
+    monkeypatch.setattr(machine, "install_packages", no_archive)
+    relation = collector()
+    state = unit_state(port, relations=[testing.PeerRelation("peer"), relation])
+    state = ctx.run(ctx.on.relation_changed(relation), state)
+    assert state.unit_status == testing.BlockedStatus(
+        "cos-agent: cannot install prometheus-node-exporter (storage, certificate and upstream"
+        " metrics missing); see juju debug-log"
+    )
+    assert get(f"http://127.0.0.1:{port}/v2/")[0] == 200, "the registry serves"
+    assert not machine.running("prometheus-node-exporter")
