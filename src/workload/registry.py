@@ -564,9 +564,14 @@ class Registry:
         self.machine.start(SERVICE)
 
     def stop(self) -> None:
-        """Stop the registry, and haproxy and the mirrors' caches if any; image data stays."""
-        if (self.machine.root / front.UNIT_PATH.lstrip("/")).exists():
+        """Stop the registry, the mirrors' caches and the charm's haproxy (front or metrics).
+
+        Image data stays.
+        """
+        haproxy_config = self.machine.root / front.HAPROXY_CONFIG_PATH.lstrip("/")
+        if self._own(haproxy_config) and self.machine.running(front.HAPROXY_SERVICE):
             self.machine.stop(front.HAPROXY_SERVICE)
+        if (self.machine.root / front.UNIT_PATH.lstrip("/")).exists():
             for config_path in self._mirror_configs():
                 self.machine.stop(front.mirror_service(config_path.stem))
         self.machine.stop(SERVICE)

@@ -157,6 +157,17 @@ def test_stop_and_start_actions(ctx, machine, port):
     assert state.unit_status == ready(port)
 
 
+def test_stop_also_stops_the_haproxy_serving_metrics_and_start_brings_it_back(ctx, machine, port):
+    state = ctx.run(ctx.on.install(), unit_state(port, config={"prometheus-metrics": True}))
+    assert machine.running("haproxy"), "it serves /metrics on debug-port"
+    state = ctx.run(ctx.on.action("stop"), state)
+    assert not machine.running("haproxy")
+    assert not machine.running(SERVICE)
+    ctx.run(ctx.on.action("start"), state)
+    assert machine.running("haproxy")
+    assert machine.running(SERVICE)
+
+
 def test_start_action_fails_on_invalid_config(ctx, port):
     state = unit_state(port, config={"log-level": "loud"})
     with pytest.raises(
