@@ -229,12 +229,15 @@ def test_garbage_collect_as_the_service_user(unit: Unit, images):
 
 
 def test_stop_and_start_actions(unit: Unit):
+    assert unit.machine.active("haproxy"), "prometheus-metrics: it serves /metrics"
     assert "failure" not in unit.action("stop")
     assert not unit.machine.active("docker-registry")
+    assert not unit.machine.active("haproxy")
     assert unit.event("update_status")["status"] == "blocked"
     assert not unit.machine.active("docker-registry")
     assert "failure" not in unit.action("start")
     assert unit.machine.active("docker-registry")
+    assert unit.machine.active("haproxy")
     assert unit.event("update_status")["status"] == "active"
 
 
