@@ -17,7 +17,7 @@ from charm import DockerRegistryCharm
 from local_machine import LocalMachine
 from relations.peer import SECRET_ID_KEY, SECRET_LABEL, WEBSITE_ADDRESS_KEY
 from support import pki
-from support.wait import free_port
+from support.wait import free_port_run
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -99,7 +99,7 @@ def unit_state(
     kw.setdefault("resources", {images_resource()})
     return testing.State(
         leader=leader,
-        config={"registry-port": port, "debug-port": free_port(), **(config or {})},
+        config={"registry-port": port, "debug-port": free_port_run(8), **(config or {})},
         networks=networks,
         relations=relations,
         **kw,

@@ -20,7 +20,7 @@ from ops import testing
 from charm_context import b64, unit_state
 from relations.cos_agent import ENDPOINT, KEY
 from support import pki
-from support.wait import free_port, wait_for
+from support.wait import WaitTimeoutError, free_port, wait_for
 
 TOPOLOGY_LABELS = {
     "juju_model": "site",
@@ -106,7 +106,15 @@ class Prometheus:
             targets = self.targets()
             return targets if targets and all(t["health"] == "up" for t in targets) else []
 
-        return wait_for(all_up, timeout=timeout, what="every target up", ignore=(OSError,))
+        try:
+            return wait_for(all_up, timeout=timeout, what="every target up", ignore=(OSError,))
+        except WaitTimeoutError as e:
+            down = [
+                f"{t.get('scrapeUrl')}: {t.get('lastError')}"
+                for t in self.targets()
+                if t.get("health") != "up"
+            ]
+            raise WaitTimeoutError(f"{e}; down: {down}") from None
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from ops import testing
 
 from charm_context import unit_state, with_config, with_relation
 from relations.cos_agent import ENDPOINT, KEY
-from support.wait import free_port, wait_for
+from support.wait import free_port_run, wait_for
 
 FIELDS = {
     "metrics_alert_rules",
@@ -160,7 +160,7 @@ def test_the_payload_follows_the_config(ctx, related):
     state = ctx.run(
         ctx.on.config_changed(),
         with_config(
-            related, cache_mirrors="docker.io: http://127.0.0.1:9", debug_port=free_port()
+            related, cache_mirrors="docker.io: http://127.0.0.1:9", debug_port=free_port_run(8)
         ),
     )
     jobs = published(state)["metrics_scrape_jobs"]
