@@ -9,6 +9,13 @@ their own. With only the operator's admin credential and nothing else to
 tell apart, the registry keeps serving directly with its htpasswd file, as
 before (no extra hop).
 
+Credentials the charm generates (each relation's, the actions' own) carry
+192 random bits: the front checks them by a SHA-256 digest of the request's
+`Authorization` header, a string comparison, instead of bcrypt on every
+request; bcrypt stays for the passwords people choose, which a fast hash
+would expose to guessing if the file leaked. Most requests in a cluster are
+nodes' manifest checks with a relation's credential.
+
 Roles: `pull` (GET and HEAD), `push` (pull, then POST, PUT and PATCH: upload
 and tag, optionally only under a repository prefix), `admin` (everything,
 DELETE included).
@@ -16,6 +23,8 @@ DELETE included).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,6 +52,17 @@ class User:
     role: Role
     prefix: str = ""
     """For `push`: the repositories under this prefix (e.g. `team-a/`) only; empty: all."""
+    generated: bool = False
+    """Made by the charm (192 random bits): checked by `header_digest`, not by bcrypt."""
+
+    @property
+    def header_digest(self) -> str:
+        """SHA-256 of the `Authorization` header a client sends for this user.
+
+        Upper-case hex, as haproxy's `sha2(256),hex` prints it.
+        """
+        token = base64.b64encode(f"{self.name}:{self.password}".encode()).decode()
+        return hashlib.sha256(f"Basic {token}".encode()).hexdigest().upper()
 
 
 @dataclass(frozen=True)
@@ -100,8 +120,10 @@ def plan_access(
         return None
     users = [User(admin.user, admin.password, "admin")] if admin else []
     users += named_users
-    users += [User(c.user, c.password, "pull") for _, c in sorted(relations.items())]
+    users += [
+        User(c.user, c.password, "pull", generated=True) for _, c in sorted(relations.items())
+    ]
     enforced = front_running or anonymous_pull or len(users) != 1
     if enforced:
-        users.append(User(CHARM_USER, charm_password, "admin"))
+        users.append(User(CHARM_USER, charm_password, "admin", generated=True))
     return AccessPlan(tuple(users), anonymous_pull=anonymous_pull, enforced_by_front=enforced)

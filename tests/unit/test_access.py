@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import re
 import stat
 import urllib.error
 import urllib.request
@@ -18,6 +19,8 @@ from ops import testing
 from charm_context import charm_context, unit_state
 from relations.docker_registry import secret_label
 from relations.peer import SECRET_ID_KEY, SECRET_LABEL
+from state.front import GENERATION_PATH
+from support.wait import wait_for
 
 ADMIN = {"auth-basic-password": "admin-pw"}
 DIGEST = "sha256:" + "0" * 64
@@ -36,6 +39,12 @@ def call(port: int, method: str, path: str, auth: tuple[str, str] | None = None)
     except urllib.error.HTTPError as e:
         with e:
             return e.code, e.headers
+
+
+def generation(port: int) -> str:
+    """The users' generation the front's current process answers."""
+    with NO_PROXY.open(f"http://127.0.0.1:{port}{GENERATION_PATH}", timeout=10) as response:
+        return response.read().decode()
 
 
 def credential(state: testing.State, relation: testing.Relation) -> tuple[str, str]:
@@ -111,6 +120,32 @@ def test_relation_broken_revokes_the_credential_in_that_hook(ctx, machine, port)
     assert machine.launches["haproxy"] == 1
     assert secret_label(relation.id) not in state.get_relation(peer.id).local_app_data
     assert not [s for s in state.secrets if s.label == secret_label(relation.id)]
+
+
+def test_a_generated_credential_is_checked_by_its_digest_and_a_chosen_one_by_bcrypt(
+    ctx, machine, port
+):
+    """A relation's credential (192 random bits) costs no crypt per request: with its
+    bcrypt line in the userlist broken it still gets in, and only with its password."""
+    relation = containerd()
+    state = unit_state(port, config=ADMIN, relations=[testing.PeerRelation("peer"), relation])
+    state = ctx.run(ctx.on.relation_joined(relation, remote_unit=0), state)
+    pull = credential(state, relation)
+    config = machine.root / "etc/haproxy/haproxy.cfg"
+    text = config.read_text()
+    for name in (pull[0], "admin"):
+        text, broken = re.subn(rf"(    user '{name}' password )'[^']*'", r"\1'$2b$05$x'", text)
+        assert broken == 1, name
+    text, marked = re.subn(
+        r"(string )'[0-9a-f]+'( if \{ path '" + GENERATION_PATH + ")", r"\1'edited'\2", text
+    )
+    assert marked == 1
+    config.write_text(text)
+    machine.reload("haproxy")
+    wait_for(lambda: generation(port) == "edited", timeout=15, what="haproxy reloaded")
+    assert call(port, "GET", "/v2/", pull)[0] == 200
+    assert call(port, "GET", "/v2/", (pull[0], pull[1][:-1]))[0] == 401
+    assert call(port, "GET", "/v2/", ("admin", "admin-pw"))[0] == 401, "bcrypt only"
 
 
 def test_the_last_relation_gone_the_admin_alone_is_served_directly(ctx, machine, port):
