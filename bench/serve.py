@@ -504,8 +504,9 @@ def plot(results: dict[tuple[str, str], list[float]], rounds: int, seconds: floa
         panels,
         "MB/s",
         [
-            f"Median of {rounds} round(s) of {seconds:g} s per measurement, ApacheBench -k on"
-            " loopback; the front is compared with plain nginx.",
+            f"Median of {rounds} round(s) of {seconds:g} s per measurement, wrk (2 threads,"
+            " keep-alive) on loopback; the front is compared with plain nginx, the pull-only"
+            " variants with nginx's basic auth.",
             *conditions(),
         ],
     )
