@@ -27,7 +27,12 @@ for each:
 `--front-over-tcp` adds the front as the unit renders it but with the main
 registry behind it on loopback TCP instead of its unix socket (a second
 registry on the same storage and a second haproxy; not what the charm
-ships), to show what the unix socket costs a single stream. `--profile N`
+ships), to show what the unix socket costs a single stream. `--token-auth`
+adds a registry on the same storage terminating TLS and enforcing rights
+itself with Distribution's token auth, the client sending a pull-scoped JWT
+(RS256, signed here; no token issuer runs): the design without the front's
+hop, which the charm does not ship (it answers `Bearer` challenges and 401s
+where clients expect `Basic` and 403s; docs/explanation/security.md). `--profile N`
 then profiles the registry (pprof, from its debug server) serving blobs to
 N clients in each variant.
 
@@ -51,6 +56,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -59,6 +65,8 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(PROJECT / "src"), str(PROJECT / "tests")]
 
 import yaml  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import padding  # noqa: E402
 from ops import testing  # noqa: E402
 from plot import bar_chart, conditions, save  # noqa: E402
 
@@ -78,9 +86,11 @@ MANIFEST_CLIENTS = 4
 REPOSITORY = "bench/app"
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 FRONT_OVER_TCP = "front over TCP (not shipped)"
+TOKEN_AUTH = "TLS + token auth (not shipped)"
 NGINX_VARIANT = {
     "front": "plain",
     FRONT_OVER_TCP: "plain",
+    TOKEN_AUTH: "TLS + auth",
     "pull-only": "basic auth",
     "TLS + pull-only": "TLS + auth",
 }
@@ -128,6 +138,15 @@ class Endpoint:
     auth: bool
     login: tuple[str, str] = (USER, PASSWORD)
     """The credential sent when `auth` (a relation's own for the pull-only variants)."""
+    bearer: str = ""
+    """A token sent instead of `login` when `auth` (the token auth variant)."""
+
+    @property
+    def authorization(self) -> str:
+        """The `Authorization` header's value when `auth`."""
+        if self.bearer:
+            return f"Bearer {self.bearer}"
+        return "Basic " + base64.b64encode(":".join(self.login).encode()).decode()
 
     def url(self, path: str) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}{path}"
@@ -165,8 +184,7 @@ def load(
     argv += ["--timeout", "60s"]
     argv += ["-s", str(script), "-H", f"Accept: {accept}"]
     if endpoint.auth:
-        login = base64.b64encode(":".join(endpoint.login).encode()).decode()
-        argv += ["-H", f"Authorization: Basic {login}"]
+        argv += ["-H", f"Authorization: {endpoint.authorization}"]
     cpu, idle = cpu_seconds(server), idle_ticks()
     out = subprocess.run(
         [*argv, endpoint.url(path)], capture_output=True, text=True, check=True
@@ -358,6 +376,56 @@ def front_over_tcp(unit: Unit, work: Path) -> Iterator[tuple[Endpoint, set[int]]
             haproxy.stop()
 
 
+def pull_token(issuer: pki.CertificateAuthority, service: str) -> str:
+    """A JWT granting pull on REPOSITORY for an hour, as a token issuer would sign it (RS256,
+    the issuer's certificate in `x5c`, which the registry checks against its root bundle)."""
+
+    def encode(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    der = issuer.cert.public_bytes(serialization.Encoding.DER)
+    header = {"typ": "JWT", "alg": "RS256", "x5c": [base64.b64encode(der).decode()]}
+    now = int(time.time())
+    claims = {
+        "iss": issuer.cert.subject.rfc4514_string(),
+        "sub": USER,
+        "aud": service,
+        "exp": now + 3600,
+        "nbf": now - 60,
+        "iat": now,
+        "jti": os.urandom(8).hex(),
+        "access": [{"type": "repository", "name": REPOSITORY, "actions": ["pull"]}],
+    }
+    signed = ".".join(encode(json.dumps(part).encode()) for part in (header, claims))
+    signature = issuer.key.sign(signed.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signed}.{encode(signature)}"
+
+
+@contextmanager
+def token_auth_registry(unit: Unit, work: Path) -> Iterator[tuple[Endpoint, set[int]]]:
+    """The unit's TLS registry beside it, enforcing a pull-scoped token itself (not shipped)."""
+    unit.serve("TLS + auth")
+    issuer = pki.make_ca("bench-token-issuer")
+    (work / "token-issuer.crt").write_bytes(issuer.cert_pem)
+    port = free_port()
+    config = yaml.safe_load(unit.config_path.read_text())
+    config["http"]["addr"] = f"127.0.0.1:{port}"
+    for name in ("certificate", "key"):  # the unit may remove them when reconfigured
+        config["http"]["tls"][name] = str(shutil.copy(config["http"]["tls"][name], work))
+    service = "bench-registry"
+    config["auth"] = {
+        "token": {
+            "realm": f"https://127.0.0.1:{port}/token",  # clients holding a token never ask
+            "service": service,
+            "issuer": issuer.cert.subject.rfc4514_string(),
+            "rootcertbundle": str(work / "token-issuer.crt"),
+        }
+    }
+    with registry_beside(unit, work, "token-auth", config, port) as pid:
+        endpoint = Endpoint("https", port, auth=True, bearer=pull_token(issuer, service))
+        yield endpoint, {pid}
+
+
 def profile_blobs(unit: Unit, work: Path, blob: str, clients: int, seconds: int) -> dict[str, str]:
     """Where the unit's (main) registry spends CPU serving blobs, per variant: pprof's top."""
     tops = {}
@@ -405,6 +473,11 @@ def main() -> None:
         help="also the front with its main registry on loopback TCP (not shipped)",
     )
     parser.add_argument(
+        "--token-auth",
+        action="store_true",
+        help="also a registry enforcing a pull-scoped token itself, TLS, no front (not shipped)",
+    )
+    parser.add_argument(
         "--profile",
         type=int,
         metavar="CLIENTS",
@@ -450,17 +523,18 @@ def main() -> None:
                     nginx(work, blobs, work / "nginx.crt", work / "nginx.key", htpasswd)
                 )
                 variants = args.variants or list(unit.configs)
-                over_tcp = None
+                beside = {}
                 if args.front_over_tcp:
-                    over_tcp = stack.enter_context(front_over_tcp(unit, work))
-                    variants.append(FRONT_OVER_TCP)
+                    beside[FRONT_OVER_TCP] = stack.enter_context(front_over_tcp(unit, work))
+                if args.token_auth:
+                    beside[TOKEN_AUTH] = stack.enter_context(token_auth_registry(unit, work))
+                variants += list(beside)
                 for round_ in range(args.rounds):
                     order = variants[round_ % len(variants) :] + variants[: round_ % len(variants)]
                     for variant in order:
-                        ours = (
-                            over_tcp
-                            if over_tcp and variant == FRONT_OVER_TCP
-                            else (unit.serve(variant), unit.machine.process_groups())
+                        ours = beside.get(variant) or (
+                            unit.serve(variant),
+                            unit.machine.process_groups(),
                         )
                         theirs = NGINX_VARIANT.get(variant, variant)
                         servers = {"registry": ours, "nginx": (reference[theirs], nginx_group)}
