@@ -104,6 +104,28 @@ def test_push_and_pull_with_skopeo(unit: Unit, images):
     assert all(f"{name}:v1" in str(listed) for name in images)
 
 
+def test_a_relation_credential_pulls_through_the_archives_haproxy_and_nothing_else(
+    unit: Unit, images
+):
+    """The front as the unit runs it (the archive's haproxy, its digest check of the
+    charm's generated credentials): a relation's credential pulls every blob, cannot
+    upload (403), and is refused (401) once the relation is gone."""
+    answer = unit.relate("docker-registry")
+    assert answer["status"] == "active", answer
+    pull = (json.loads(answer["data"]["basic_user"]), json.loads(answer["data"]["basic_password"]))
+    machine = unit.machine
+    assert machine.active("haproxy")
+    name, (_, digest) = next(iter(images.items()))
+    assert skopeo_digest(machine, f"{REGISTRY}/{name}:v1", creds=":".join(pull)) == digest
+    upload = f"https://{REGISTRY}/v2/{name}/blobs/uploads/"
+    cafile = f"{CA_DIR}/ca.crt"
+    assert machine.http(upload, method="POST", cafile=cafile, auth=pull)[0] == 403
+    assert machine.http(upload, method="POST", cafile=cafile, auth=(USER, PASSWORD))[0] == 202
+    assert unit.unrelate("docker-registry")["status"] == "active"
+    assert machine.http(f"https://{REGISTRY}/v2/", cafile=cafile, auth=pull)[0] == 401
+    assert machine.http(f"https://{REGISTRY}/v2/", cafile=cafile, auth=(USER, PASSWORD))[0] == 200
+
+
 def test_metrics(unit: Unit):
     machine = unit.machine
     status, body = machine.http("http://127.0.0.1:5001/metrics")

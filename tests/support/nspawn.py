@@ -169,13 +169,19 @@ class Machine:
         return self.run(["test", "-e", path], check=False).returncode == 0
 
     def http(
-        self, url: str, *, cafile: str | None = None, auth: tuple[str, str] | None = None
+        self,
+        url: str,
+        *,
+        cafile: str | None = None,
+        auth: tuple[str, str] | None = None,
+        method: str = "GET",
     ) -> tuple[int, str]:
-        """GET `url` from inside the container: status and body (0 when unreachable)."""
+        """`method` (a GET) `url` from inside the container: status and body (0 when
+        unreachable)."""
         script = """
 import base64, json, ssl, sys, urllib.error, urllib.request
-url, cafile, auth = json.loads(sys.argv[1])
-request = urllib.request.Request(url)
+url, cafile, auth, method = json.loads(sys.argv[1])
+request = urllib.request.Request(url, method=method)
 if auth:
     token = base64.b64encode(":".join(auth).encode()).decode()
     request.add_header("Authorization", "Basic " + token)
@@ -188,7 +194,7 @@ except urllib.error.HTTPError as e:
 except OSError as e:
     print(json.dumps([0, str(e)]))
 """
-        done = self.run(["python3", "-c", script, json.dumps([url, cafile, auth])])
+        done = self.run(["python3", "-c", script, json.dumps([url, cafile, auth, method])])
         status, body = json.loads(done.stdout)
         return status, body
 
