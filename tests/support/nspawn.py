@@ -176,8 +176,7 @@ class Machine:
         auth: tuple[str, str] | None = None,
         method: str = "GET",
     ) -> tuple[int, str]:
-        """`method` (a GET) `url` from inside the container: status and body (0 when
-        unreachable)."""
+        """Send `method` to `url` from inside the container: status and body (0: unreachable)."""
         script = """
 import base64, json, ssl, sys, urllib.error, urllib.request
 url, cafile, auth, method = json.loads(sys.argv[1])
